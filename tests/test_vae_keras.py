@@ -1,0 +1,101 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import vae_keras
+from common import run
+
+QUICK = ["--subset", "2000", "--epochs", "2", "--is-images", "50", "--is-samples", "100"]
+
+
+def test_kl_closed_form_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    z_mean = np.array([[0.3, -1.2]], "float32")
+    z_log_var = np.array([[-0.7, 0.4]], "float32")
+    kl = float(vae_keras.gaussian_kl(z_mean, z_log_var)[0])
+    std = np.exp(z_log_var / 2)
+    z = z_mean + std * rng.standard_normal((400_000, 2))
+    log_q = np.sum(-0.5 * ((z - z_mean) / std) ** 2 - np.log(std), axis=1)
+    log_p = np.sum(-0.5 * z**2, axis=1)
+    mc = log_q - log_p
+    assert abs(mc.mean() - kl) < 4 * mc.std() / np.sqrt(len(mc))
+
+
+def test_sampling_layer_mean_and_variance():
+    layer = vae_keras.Sampling(seed=1)
+    n = 200_000
+    z_mean = np.tile(np.array([[1.5, -2.0]], "float32"), (n, 1))
+    z_log_var = np.tile(np.array([[np.log(0.25), np.log(4.0)]], "float32"), (n, 1))
+    z = np.asarray(layer([z_mean, z_log_var]))
+    np.testing.assert_allclose(z.mean(0), [1.5, -2.0], atol=4 * 2 / np.sqrt(n))
+    np.testing.assert_allclose(z.var(0), [0.25, 4.0], rtol=0.02)
+    again = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert isinstance(again, vae_keras.Sampling) and again.seed == 1
+
+
+def test_parameter_count():
+    vae, _, _ = vae_keras.build_models(vae_keras.Config())
+    assert vae.count_params() == 404_244
+
+
+def test_importance_sampling_bounds_on_a_trained_toy_model():
+    keras.utils.set_random_seed(0)
+    cfg = vae_keras.Config(subset=2000)
+    (x_train, _), (x_test, _) = run.load_data(cfg)
+    x_train, x = x_train.reshape(-1, 784), x_test[:64].reshape(-1, 784)
+    vae, encoder, generator = vae_keras.build_models(cfg)
+    vae.fit(x_train, epochs=2, batch_size=100, verbose=0)
+    lw = vae_keras.log_importance_weights(encoder, generator, x, 2000)
+    # E_q[log w] is the ELBO, so its mean must agree with the training loss (BCE + closed-form KL)
+    neg_elbo = -lw.mean(1)
+    loss_estimate = np.mean([float(vae.evaluate(x, verbose=0, batch_size=64)) for _ in range(20)])
+    assert abs(neg_elbo.mean() - loss_estimate) < 1.0
+    nll, _ = run.importance_sampled_nll(
+        lambda xb, k: vae_keras.log_importance_weights(encoder, generator, xb, k), x, 500)
+    assert nll <= neg_elbo.mean()
+    assert nll > neg_elbo.mean() - 30  # a sane gap, not a broken weight
+
+
+def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    argv = QUICK + ["--out-dir", str(out)]
+
+    started = []
+    real_begin = run.StopOnNaN.on_epoch_begin
+
+    def interrupt_at_second_epoch(self, epoch, logs=None):
+        started.append(epoch)
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_begin(self, epoch, logs)
+
+    monkeypatch.setattr(run.StopOnNaN, "on_epoch_begin", interrupt_at_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        vae_keras.main(argv)
+    assert (out / "backup").is_dir()
+    first_row = (out / "history.csv").read_text().splitlines()[1]
+
+    started.clear()
+    metrics = vae_keras.main(argv)
+    assert started == [1]  # resumed: only the second epoch ran
+    rows = (out / "history.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1] == first_row
+    for name in ("latent_scatter.png", "manifold.png", "loss.png", "metrics.json", "history.csv",
+                 "config.json", "model.weights.h5"):
+        assert (out / name).is_file(), name
+    assert not (out / "backup").exists()
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == metrics
+    assert metrics["epochs"] == 2 and np.isfinite(metrics["test_nll_is"])
+    losses = [float(r.split(",")[rows[0].split(",").index("loss")]) for r in rows[1:]]
+    assert np.all(np.isfinite(losses)) and losses[1] < losses[0]
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+
+    for name in ("latent_scatter.png", "manifold.png", "loss.png"):
+        (out / name).unlink()
+    monkeypatch.setattr(keras.Model, "fit", lambda *a, **k: pytest.fail("--load must not train"))
+    again = vae_keras.main(argv + ["--load"])
+    assert (out / "manifold.png").is_file() and (out / "latent_scatter.png").is_file()
+    assert again["final_val_loss"] == metrics["final_val_loss"]
