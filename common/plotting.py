@@ -39,7 +39,9 @@ def read_history(path):
     """history.csv (Keras' CSVLogger) as a dict of column name -> float array."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
+    columns = {k: np.array([float("nan") if r[k] == "NA" else float(r[k]) for r in rows])
+               for k in (rows[0] if rows else {})}
+    return {k: v for k, v in columns.items() if not np.all(np.isnan(v))}  # drop NA-only columns
 
 
 def save_curves(history, path, keys=("loss", "val_loss"), ylabel="loss", twin=None, title=None):

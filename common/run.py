@@ -170,6 +170,7 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), weight
     epoch (Keras' BackupAndRestore in `out/backup/`). Returns the full history as a dict of
     arrays read back from `history.csv`, so resumed epochs are included.
     """
+    build_optimizer(model)  # so that a resume restores the optimizer's state too
     backup = out / "backup"
     history_csv = out / "history.csv"
     meta = backup / "training_metadata.json"
@@ -209,6 +210,12 @@ def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):
     return float(nll.mean()), float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0
 
 
+def build_optimizer(model):
+    """Create the optimizer's variables now, so weight files carry and restore them."""
+    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
 def save_weights(model, path):
     """Save weights atomically, so an interrupted save never leaves a broken file."""
     tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
@@ -221,6 +228,7 @@ def load_weights(model, path):
     path = Path(path)
     if not path.is_file():
         fail(f"no weights at {path}: train first (run without --load) or pass --out-dir")
+    build_optimizer(model)
     try:
         model.load_weights(str(path))
     except Exception as e:

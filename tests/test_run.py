@@ -110,3 +110,32 @@ def test_grid_tiles_rows_then_columns(tmp_path):
     assert grid[0, 0] == 0 and grid[0, 28] == pytest.approx(1 / 3) and grid[28, 0] == pytest.approx(2 / 3)
     plotting.save_grid(images, tmp_path / "g.png", n=2)
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_restores_weights_and_optimizer_state(tmp_path, monkeypatch):
+    import keras
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        m.compile(optimizer="adam", loss="mse")
+        return m
+
+    x = np.random.default_rng(0).random((40, 3)).astype("float32")
+    y = x.sum(1, keepdims=True)
+    cfg = run.RunConfig(epochs=3, batch_size=10)
+    calls = []
+
+    def kill_in_third_epoch(self, epoch, logs=None):
+        calls.append(epoch)
+        if epoch == 2 and len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run.StopOnNaN, "on_epoch_begin", kill_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run.train(model(), cfg, tmp_path, x, y)
+    resumed = model()
+    history = run.train(resumed, cfg, tmp_path, x, y)
+    assert calls == [0, 1, 2, 2]
+    assert int(resumed.optimizer.iterations.numpy()) == 12  # 3 epochs x 4 batches, not 4
+    assert len(history["loss"]) == 3 and np.all(np.isfinite(history["loss"]))

@@ -1,0 +1,98 @@
+"""NICE training speed against this machine's matrix-product limit, float32 and bfloat16.
+
+Measures, in one run:
+  - NICE's training step rate (`Model.fit` on in-memory batches of 128) in FLOP/s, counting
+    2*in*out multiply-adds per Dense layer and sample, times 3 for forward plus backward;
+  - the float32 rate of a (128 x 1000) . (1000 x 1000) matrix product in TensorFlow;
+  - the same NICE step with `--precision bfloat16` (mixed precision).
+With --train-epochs N it also trains both precisions for N epochs on the full data and prints
+their best validation losses. Ends with one line:
+    step_gflops=... matmul_gflops=... ratio=... bf16_speedup=...
+Usage: python benchmarks/nice_throughput.py [--steps 60] [--train-epochs 0]
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import common  # noqa: E402,F401
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import nice  # noqa: E402
+
+
+def train_flops_per_sample(model):
+    dense = [l for l in model._flatten_layers() if isinstance(l, keras.layers.Dense)]
+    forward = sum(2 * l.kernel.shape[0] * l.kernel.shape[1] for l in dense)
+    return 3 * forward
+
+
+def step_seconds(precision, steps, batch=128):
+    cfg = nice.Config(precision=precision)
+    keras.utils.set_random_seed(0)
+    encoder, _ = nice.build_models(cfg)
+    x = np.random.default_rng(0).random((batch * steps, 784), dtype=np.float32)
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    encoder.fit(x, x, batch_size=batch, epochs=3, verbose=0, shuffle=True, callbacks=[Timer()])
+    return min(times[1:]) / steps, train_flops_per_sample(encoder) * batch
+
+
+def matmul_seconds(reps=200):
+    a = tf.random.normal((128, 1000))
+    b = tf.Variable(tf.random.normal((1000, 1000)))
+
+    @tf.function
+    def loop():
+        acc = tf.zeros((128, 1000))
+        for _ in tf.range(reps):
+            acc += tf.matmul(a + acc * 1e-9, b)
+        return acc
+
+    loop()  # trace
+    best = np.inf
+    for _ in range(5):
+        t = time.perf_counter()
+        loop().numpy()
+        best = min(best, (time.perf_counter() - t) / reps)
+    return best, 2 * 128 * 1000 * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=60, help="training steps per timed epoch")
+    parser.add_argument("--train-epochs", type=int, default=0,
+                        help="also train both precisions this many epochs and compare losses")
+    args = parser.parse_args()
+    mm_s, mm_flops = matmul_seconds()
+    f32_s, step_flops = step_seconds("float32", args.steps)
+    bf16_s, _ = step_seconds("bfloat16", args.steps)
+    mm_s2, _ = matmul_seconds()  # again, to bracket drift of a shared machine
+    mm_gflops = mm_flops / min(mm_s, mm_s2) / 1e9
+    step_gflops = step_flops / f32_s / 1e9
+    print(f"float32 step: {f32_s * 1e3:.1f} ms ({step_flops / 1e9:.2f} GFLOP), "
+          f"bfloat16 step: {bf16_s * 1e3:.1f} ms, matmul: {mm_gflops:.1f} GFLOP/s")
+    if args.train_epochs:
+        for precision in ("float32", "bfloat16"):
+            with tempfile.TemporaryDirectory() as out:
+                m = nice.main(["--epochs", str(args.train_epochs), "--precision", precision,
+                               "--out-dir", out])
+            print(f"{precision}: best_val_loss={m['best_val_loss']:.2f} after {args.train_epochs} "
+                  f"epoch(s), {m['seconds_per_epoch']:.1f} s/epoch")
+    print(f"step_gflops={step_gflops:.1f} matmul_gflops={mm_gflops:.1f} "
+          f"ratio={step_gflops / mm_gflops:.2f} bf16_speedup={f32_s / bf16_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

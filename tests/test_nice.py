@@ -1,0 +1,140 @@
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import nice
+from common import run
+
+
+def small(**kw):
+    return nice.Config(original_dim=8, hidden_dim=16, hidden_layers=2, **kw)
+
+
+@pytest.fixture(scope="module")
+def full_models():
+    keras.utils.set_random_seed(0)
+    return nice.build_models(nice.Config())
+
+
+@pytest.fixture(scope="module")
+def digits():
+    (_, _), (x_test, _) = run.load_data(nice.Config())
+    return x_test[:64].reshape(-1, 784)
+
+
+def test_parameter_count(full_models):
+    encoder, generator = full_models
+    assert encoder.count_params() == 19_158_352
+    assert {id(w) for w in generator.weights} == {id(w) for w in encoder.weights}  # shared
+
+
+def test_generator_inverts_encoder(full_models, digits):
+    encoder, generator = full_models
+    rng = np.random.default_rng(1)
+    for x in (digits, rng.random((64, 784), dtype=np.float32)):
+        z = encoder(x, training=False)
+        assert np.max(np.abs(np.asarray(generator(z)) - x)) <= 1e-4
+    z = rng.standard_normal((64, 784)).astype("float32")
+    z_back = np.asarray(encoder(generator(z), training=False))
+    assert np.max(np.abs(z_back - z)) <= 1e-4 * max(1.0, np.abs(z).max())
+
+
+def test_bfloat16_mode_stays_exactly_invertible():
+    keras.utils.set_random_seed(0)
+    encoder, generator = nice.build_models(small(precision="bfloat16"))
+    x = np.random.default_rng(2).random((32, 8), dtype=np.float32)
+    z = encoder(x, training=False)
+    assert z.dtype == "float32"
+    assert np.max(np.abs(np.asarray(generator(z)) - x)) <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["reverse", "random"])
+def test_shuffle_and_split_are_exact_inverses(mode):
+    x = np.arange(2 * 784, dtype="float32").reshape(2, 784)
+    shuffle = nice.Shuffle(784, mode, seed=3)
+    y = np.asarray(shuffle(x))
+    assert sorted(y[0]) == sorted(x[0]) and not np.array_equal(y, x)
+    np.testing.assert_array_equal(np.asarray(shuffle(y, inverse=True)), x)
+    if mode == "reverse":
+        np.testing.assert_array_equal(y, x[:, ::-1])
+    split = nice.SplitVector()
+    a, b = split(x)
+    np.testing.assert_array_equal(np.asarray(a), x[:, 0::2])
+    np.testing.assert_array_equal(np.asarray(b), x[:, 1::2])
+    np.testing.assert_array_equal(np.asarray(split((a, b), inverse=True)), x)
+
+
+def test_log_determinant_and_loss_are_exact():
+    keras.utils.set_random_seed(4)
+    cfg = small()
+    encoder, _ = nice.build_models(cfg)
+    scale = encoder.get_layer("scale")
+    scale.s.assign(np.random.default_rng(5).normal(0, 0.5, (1, 8)).astype("float32"))
+    x = tf.constant(np.random.default_rng(6).random((5, 8)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = encoder(x, training=False)
+    jac = tape.batch_jacobian(z, x)
+    _, logdet = np.linalg.slogdet(np.asarray(jac, np.float64))
+    np.testing.assert_allclose(logdet, np.sum(scale.s.numpy()), rtol=1e-5)
+    # exact -log p(x) under N(0, I) for z = f(x), minus the constant D/2 ln 2 pi, is the loss
+    exact = (0.5 * np.sum(np.asarray(z, np.float64) ** 2, axis=1) + 4 * math.log(2 * math.pi)
+             - logdet)
+    loss = encoder.evaluate(x, x, batch_size=5, verbose=0)
+    np.testing.assert_allclose(loss, np.mean(exact) - 4 * math.log(2 * math.pi), rtol=1e-5)
+
+
+def test_noise_only_in_training():
+    layer = nice.UniformNoise(0.01, seed=0)
+    x = np.full((1000, 784), 0.5, "float32")
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)
+    noisy = np.asarray(layer(x, training=True))
+    assert noisy.min() >= 0.49 and noisy.max() <= 0.5
+    assert abs((noisy - x).mean() + 0.005) < 1e-4
+    assert nice.UniformNoise.from_config(layer.get_config()).width == 0.01
+
+
+def test_nll_conversion():
+    nll, bpd = nice.nll_metrics(-2200.0)
+    assert nll == pytest.approx(-2200.0 + 720.448, abs=1e-3)
+    assert bpd == pytest.approx((nll + 784 * math.log(256)) / (784 * math.log(2)))
+
+
+def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["--subset", "1024", "--epochs", "2", "--hidden-dim", "64", "--out-dir", str(out)]
+    real_begin = run.StopOnNaN.on_epoch_begin
+    started = []
+
+    def interrupt_at_second_epoch(self, epoch, logs=None):
+        started.append(epoch)
+        if epoch == 1 and len(started) == 2:  # the first run's second epoch: simulate a kill
+            raise KeyboardInterrupt
+        return real_begin(self, epoch, logs)
+
+    monkeypatch.setattr(run.StopOnNaN, "on_epoch_begin", interrupt_at_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        nice.main(argv)
+    assert (out / "backup").is_dir() and (out / "model.weights.h5").is_file()
+    started.clear()
+    metrics = nice.main(argv)
+    assert started == [1]
+    for name in ("samples.png", "samples_std1.png", "interpolations.png", "loss.png",
+                 "metrics.json", "history.csv", "config.json", "model.weights.h5"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert metrics["epochs"] == 2 and metrics["best_epoch"] in (1, 2)
+    assert np.isfinite(metrics["test_bits_per_dim"])
+    hist = run.read_history(out / "history.csv")
+    assert hist["loss"][1] < hist["loss"][0]
+    assert metrics["best_val_loss"] == pytest.approx(hist["val_loss"].min(), rel=1e-4)
+
+    (out / "samples.png").unlink()
+    monkeypatch.setattr(keras.Model, "fit", lambda *a, **k: pytest.fail("--load must not train"))
+    again = nice.main(argv + ["--load"])
+    assert (out / "samples.png").is_file()
+    assert again["best_val_loss"] == pytest.approx(metrics["best_val_loss"], rel=1e-6)
