@@ -5,10 +5,12 @@ Measures, in one run:
     2*in*out multiply-adds per Dense layer and sample, times 3 for forward plus backward;
   - the float32 rate of a (128 x 1000) . (1000 x 1000) matrix product in TensorFlow;
   - the same NICE step with `--precision bfloat16` (mixed precision).
-With --train-epochs N it also trains both precisions for N epochs on the full data and prints
-their best validation losses. Ends with one line:
+Each rate is the best of several repeats, as the machine is shared. With --train-epochs N it
+also trains both precisions for N epochs on the full data (nice.py at the blog's settings) and
+prints their best validation losses; --out-dir keeps those runs. Ends with one line:
     step_gflops=... matmul_gflops=... ratio=... bf16_speedup=...
-Usage: python benchmarks/nice_throughput.py [--steps 60] [--train-epochs 0]
+where ratio = float32 step rate / float32 matmul rate.
+Usage: python benchmarks/nice_throughput.py [--steps 60] [--train-epochs 0] [--out-dir DIR]
 """
 import argparse
 import sys
@@ -45,7 +47,8 @@ def step_seconds(precision, steps, batch=128):
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t)
 
-    encoder.fit(x, x, batch_size=batch, epochs=3, verbose=0, shuffle=True, callbacks=[Timer()])
+    encoder.fit(x, x, batch_size=batch, epochs=6, verbose=0, shuffle=True, callbacks=[Timer()])
+    # the first epoch includes tracing
     return min(times[1:]) / steps, train_flops_per_sample(encoder) * batch
 
 
@@ -74,7 +77,12 @@ def main():
     parser.add_argument("--steps", type=int, default=60, help="training steps per timed epoch")
     parser.add_argument("--train-epochs", type=int, default=0,
                         help="also train both precisions this many epochs and compare losses")
+    parser.add_argument("--out-dir", default="",
+                        help="with --train-epochs: keep the runs in DIR/float32 and DIR/bfloat16 "
+                             "(default: a temporary folder)")
     args = parser.parse_args()
+    if args.steps < 1 or args.train_epochs < 0:
+        parser.error("--steps must be >= 1 and --train-epochs >= 0")
     mm_s, mm_flops = matmul_seconds()
     f32_s, step_flops = step_seconds("float32", args.steps)
     bf16_s, _ = step_seconds("bfloat16", args.steps)
@@ -84,12 +92,13 @@ def main():
     print(f"float32 step: {f32_s * 1e3:.1f} ms ({step_flops / 1e9:.2f} GFLOP), "
           f"bfloat16 step: {bf16_s * 1e3:.1f} ms, matmul: {mm_gflops:.1f} GFLOP/s")
     if args.train_epochs:
-        for precision in ("float32", "bfloat16"):
-            with tempfile.TemporaryDirectory() as out:
-                m = nice.main(["--epochs", str(args.train_epochs), "--precision", precision,
-                               "--out-dir", out])
-            print(f"{precision}: best_val_loss={m['best_val_loss']:.2f} after {args.train_epochs} "
-                  f"epoch(s), {m['seconds_per_epoch']:.1f} s/epoch")
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(args.out_dir or tmp)
+            runs = {p: nice.main(["--epochs", str(args.train_epochs), "--precision", p,
+                                  "--out-dir", str(root / p)]) for p in ("float32", "bfloat16")}
+        for precision, m in runs.items():
+            print(f"{precision}: best_val_loss={m['best_val_loss']:.2f} (epoch {m['best_epoch']} of "
+                  f"{args.train_epochs}), {m['seconds_per_epoch']:.1f} s/epoch")
     print(f"step_gflops={step_gflops:.1f} matmul_gflops={mm_gflops:.1f} "
           f"ratio={step_gflops / mm_gflops:.2f} bf16_speedup={f32_s / bf16_s:.2f}")
 
