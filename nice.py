@@ -20,7 +20,6 @@ Deviations from the original:
   Adam); see benchmarks/nice_throughput.py.
 """
 import dataclasses
-import json
 import math
 
 import common  # noqa: F401  (selects the TensorFlow backend before Keras is imported)
@@ -316,11 +315,8 @@ def main(argv=None):
         "test_nll_nats": nll,
         "test_bits_per_dim": bpd,
         "precision": cfg.precision,
-        "trainable_params": int(sum(np.prod(w.shape) for w in encoder.trainable_weights)),
     }
-    run.write_json(out / "metrics.json", metrics)
-    print(json.dumps(metrics, indent=2))
-    return metrics
+    return run.finish(out, encoder, metrics)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Deviations from the original:
 - Beyond the blog: the test negative log-likelihood by importance sampling (K = 500).
 """
 import dataclasses
-import json
 import math
 
 import common  # noqa: F401  (selects the TensorFlow backend before Keras is imported)
@@ -146,11 +145,7 @@ def main(argv=None):
     x_test = x_test.reshape(-1, cfg.original_dim)
     vae, encoder, generator = build_models(cfg)
 
-    if cfg.load:
-        run.load_weights(vae, out / "model.weights.h5")
-        history = plotting.read_history(out / "history.csv")
-    else:
-        history = run.train(vae, cfg, out, x_train, validation_data=(x_test, None))
+    history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None))
     if cfg.latent_dim == 2:
         save_figures(cfg, out, encoder, generator, x_test, y_test, history)
 
@@ -166,11 +161,8 @@ def main(argv=None):
         "test_nll_is_stderr": nll_se,
         "is_samples": cfg.is_samples,
         "is_images": cfg.is_images,
-        "trainable_params": int(sum(np.prod(w.shape) for w in vae.trainable_weights)),
     }
-    run.write_json(out / "metrics.json", metrics)
-    print(json.dumps(metrics, indent=2))
-    return metrics
+    return run.finish(out, vae, metrics)
 
 
 if __name__ == "__main__":

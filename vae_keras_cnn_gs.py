@@ -34,7 +34,6 @@ Deviations from the original:
   against a categorical KL and so bounds nothing; the discrete -ELBO bounds the discrete NLL.
 """
 import dataclasses
-import json
 import math
 
 import common  # noqa: F401  (selects the TensorFlow backend before Keras is imported)
@@ -271,13 +270,9 @@ def main(argv=None):
     vae, encoder, decoder = build_models(cfg)
     gumbel = vae.get_layer("z")
 
-    if cfg.load:
-        run.load_weights(vae, out / "model.weights.h5")
-        history = plotting.read_history(out / "history.csv")
-    else:
-        annealing = TauAnnealing(gumbel, cfg.tau_max, cfg.tau_min, cfg.tau_decay)
-        history = run.train(vae, cfg, out, x_train, validation_data=(x_test, None),
-                            callbacks=[annealing])
+    annealing = TauAnnealing(gumbel, cfg.tau_max, cfg.tau_min, cfg.tau_decay)
+    history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None),
+                                callbacks=[annealing])
     save_figures(cfg, out, encoder, decoder, x_test, history)
 
     discrete = discrete_metrics(encoder, decoder, x_test[: cfg.is_images], cfg.is_samples,
@@ -292,11 +287,8 @@ def main(argv=None):
         **discrete,
         "is_samples": cfg.is_samples,
         "is_images": cfg.is_images,
-        "trainable_params": int(sum(np.prod(w.shape) for w in vae.trainable_weights)),
     }
-    run.write_json(out / "metrics.json", metrics)
-    print(json.dumps(metrics, indent=2))
-    return metrics
+    return run.finish(out, vae, metrics)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ Deviations from the original:
 """
 import dataclasses
 import functools
-import json
 import math
 import numbers
 
@@ -378,11 +377,7 @@ def main(argv=None):
     x_test = x_test.reshape(-1, cfg.original_dim)
     vae, encoder, generator = build_models(cfg)
 
-    if cfg.load:
-        run.load_weights(vae, out / "model.weights.h5")
-        history = plotting.read_history(out / "history.csv")
-    else:
-        history = run.train(vae, cfg, out, x_train, validation_data=(x_test, None))
+    history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None))
     rng = np.random.default_rng(cfg.seed)
     save_figures(cfg, out, encoder, generator, x_test, history, rng)
 
@@ -399,11 +394,8 @@ def main(argv=None):
         "test_nll_is_stderr": nll_se,
         "is_samples": cfg.is_samples,
         "is_images": cfg.is_images,
-        "trainable_params": int(sum(np.prod(w.shape) for w in vae.trainable_weights)),
     }
-    run.write_json(out / "metrics.json", metrics)
-    print(json.dumps(metrics, indent=2))
-    return metrics
+    return run.finish(out, vae, metrics)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ MODELS = [
     ("vae_vmf_keras", "vMF-VAE, `vae_vmf_keras.py`", "none given"),
     ("vae_keras_cnn_gs", "Gumbel-Softmax VAE, `vae_keras_cnn_gs.py`", "none given"),
     ("nice", "NICE, `nice.py`", "about −2200 within 20 epochs"),
-    ("nice_noiseless", "NICE without noise, `nice.py --noise 0`", "(samples only)"),
+    ("nice_noiseless", "NICE without noise, `nice.py --noise 0`", "—"),
+    ("nice_precision/bfloat16", "NICE in bfloat16, `nice.py --precision bfloat16`", "—"),
 ]
 
 

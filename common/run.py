@@ -244,3 +244,19 @@ def history_summary(history):
     if "epoch_seconds" in history:
         summary["seconds_per_epoch"] = float(np.mean(history["epoch_seconds"]))
     return summary
+
+
+def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
+    """With --load, the saved weights and history of an earlier run; otherwise `train` them."""
+    if cfg.load:
+        load_weights(model, out / "model.weights.h5")
+        return read_history(out / "history.csv")
+    return train(model, cfg, out, x, y, **train_kwargs)
+
+
+def finish(out, model, metrics):
+    """Add the model's trainable parameter count; write metrics.json, print it and return it."""
+    metrics = {**metrics, "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights))}
+    write_json(out / "metrics.json", metrics)
+    print(json.dumps(metrics, indent=2))
+    return metrics

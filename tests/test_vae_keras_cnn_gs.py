@@ -8,7 +8,6 @@ from scipy.special import logsumexp, softmax
 from scipy.stats import chisquare, entropy
 
 import vae_keras_cnn_gs as gs
-from common import run
 
 QUICK = ["--subset", "2000", "--epochs", "2", "--is-images", "20", "--is-samples", "50"]
 KL_CONSTANT = 32 * math.log(10)
@@ -217,35 +216,15 @@ def test_bad_values_exit_2_with_a_clear_message(argv, needle, capsys, tmp_path):
     assert not (tmp_path / "config.json").exists()
 
 
-def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, capsys):
+def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, capsys, killed_then_resumed):
     out = tmp_path / "run"
     argv = QUICK + ["--out-dir", str(out)]
     steps = 20  # 2,000 images in batches of 100
 
-    started, interrupted = [], []
-    real_begin = run.StopOnNaN.on_epoch_begin
-
-    def interrupt_at_second_epoch(self, epoch, logs=None):
-        started.append(epoch)
-        if epoch == 1 and not interrupted:  # once: the resumed run must get through
-            interrupted.append(epoch)
-            raise KeyboardInterrupt
-        return real_begin(self, epoch, logs)
-
-    monkeypatch.setattr(run.StopOnNaN, "on_epoch_begin", interrupt_at_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        gs.main(argv)
-    assert (out / "backup").is_dir()
-    first_row = (out / "history.csv").read_text().splitlines()[1]
-
-    started.clear()
-    capsys.readouterr()
-    metrics = gs.main(argv)
-    assert started == [1]  # resumed: only the second epoch ran
+    metrics = killed_then_resumed(gs.main, argv, out, before_resume=capsys.readouterr)
     # the schedule continues from the restored step count instead of restarting at tau_max
     assert f"epoch: 2, tau: {tau_at(steps):.5f}" in capsys.readouterr().out
     rows = (out / "history.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[1] == first_row
     header = rows[0].split(",")
     column = {k: [float(r.split(",")[header.index(k)]) for r in rows[1:]] for k in header}
     np.testing.assert_allclose(column["tau"], [tau_at(steps - 1), tau_at(2 * steps - 1)],
@@ -254,7 +233,6 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, capsys):
     for name in ("samples.png", "reconstructions.png", "tau.png", "loss.png", "metrics.json",
                  "history.csv", "config.json", "model.weights.h5"):
         assert (out / name).is_file(), name
-    assert not (out / "backup").exists()
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
 

@@ -305,34 +305,14 @@ def test_importance_sampling_bounds_on_a_trained_toy_model():
     assert nll > neg_elbo.mean() - 30  # a sane gap, not a broken weight
 
 
-def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch):
+def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then_resumed):
     out = tmp_path / "run"
     argv = QUICK + ["--out-dir", str(out)]
-
-    started = []
-    real_begin = run.StopOnNaN.on_epoch_begin
-
-    def interrupt_at_second_epoch(self, epoch, logs=None):
-        started.append(epoch)
-        if epoch == 1 and len(started) == 2:  # the first run's second epoch: simulate a kill
-            raise KeyboardInterrupt
-        return real_begin(self, epoch, logs)
-
-    monkeypatch.setattr(run.StopOnNaN, "on_epoch_begin", interrupt_at_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        vmf.main(argv)
-    assert (out / "backup").is_dir()
-    first_row = (out / "history.csv").read_text().splitlines()[1]
-
-    started.clear()
-    metrics = vmf.main(argv)
-    assert started == [1]  # resumed: only the second epoch ran
+    metrics = killed_then_resumed(vmf.main, argv, out)
     rows = (out / "history.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[1] == first_row
     figures = ("samples.png", "reconstructions.png", "loss.png")
     for name in figures + ("metrics.json", "history.csv", "config.json", "model.weights.h5"):
         assert (out / name).is_file(), name
-    assert not (out / "backup").exists()
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert metrics["epochs"] == 2 and np.isfinite(metrics["test_nll_is"])
     assert metrics["kl_constant"] == pytest.approx(3.2584, abs=5e-5)
