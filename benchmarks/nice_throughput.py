@@ -52,6 +52,41 @@ def step_seconds(precision, steps, batch=128):
     return min(times[1:]) / steps, train_flops_per_sample(encoder) * batch
 
 
+def step_parts(cfg, repeats=20, batch=128):
+    """Best seconds of the gradient computation alone and of the optimizer's update alone.
+
+    Their sum against the whole step shows where a step's time goes beyond the matrix products.
+    """
+    keras.utils.set_random_seed(0)
+    encoder, _ = nice.build_models(cfg)
+    x = tf.constant(np.random.default_rng(0).random((batch, cfg.original_dim), dtype=np.float32))
+    weights = encoder.trainable_variables
+    encoder.optimizer.build(weights)
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(nice.gaussian_loss(x, encoder(x, training=True)))
+            loss += keras.ops.sum(encoder.losses)
+        return tape.gradient(loss, weights)
+
+    grads = gradients()
+    update = tf.function(lambda: encoder.optimizer.apply(grads, weights))
+
+    def best(fn, sync):
+        fn(), fn()  # trace and warm up
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    return (best(gradients, lambda: None),  # tensors returned eagerly are computed
+            best(update, lambda: encoder.optimizer.iterations.numpy()))
+
+
 def matmul_seconds(reps=200):
     a = tf.random.normal((128, 1000))
     b = tf.Variable(tf.random.normal((1000, 1000)))
@@ -91,6 +126,11 @@ def main():
     step_gflops = step_flops / f32_s / 1e9
     print(f"float32 step: {f32_s * 1e3:.1f} ms ({step_flops / 1e9:.2f} GFLOP), "
           f"bfloat16 step: {bf16_s * 1e3:.1f} ms, matmul: {mm_gflops:.1f} GFLOP/s")
+    grad_s, update_s = step_parts(nice.Config())
+    print(f"float32 parts: gradients {grad_s * 1e3:.1f} ms "
+          f"({step_flops / grad_s / 1e9 / mm_gflops:.2f} of the matmul rate), optimizer update "
+          f"{update_s * 1e3:.1f} ms; the update alone caps the ratio at "
+          f"{(step_flops / mm_gflops / 1e9) / (step_flops / mm_gflops / 1e9 + update_s):.2f}")
     if args.train_epochs:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(args.out_dir or tmp)
