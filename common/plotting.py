@@ -44,13 +44,21 @@ def read_history(path):
     return {k: v for k, v in columns.items() if not np.all(np.isnan(v))}  # drop NA-only columns
 
 
-def save_curves(history, path, keys=("loss", "val_loss"), ylabel="loss", twin=None, title=None):
-    """Plot history columns against epoch; `twin` names a column for a second y axis."""
+def save_curves(history, path, keys=("loss", "val_loss"), ylabel="loss", twin=None, title=None,
+                top=None):
+    """Plot history columns against epoch; `twin` names a column for a second y axis.
+
+    `top` caps the y axis so that a late blow-up does not flatten the rest of the curves; the
+    cut is written on the figure.
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = history["epoch"] + 1
     for k in keys:
         if k in history:
             ax.plot(epochs, history[k], marker=".", label=k)
+    if top is not None and max(np.max(history[k]) for k in keys if k in history) > top:
+        ax.set_ylim(top=top)
+        ax.text(0.98, 0.98, f"axis cut at {top:g}", transform=ax.transAxes, ha="right", va="top")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     lines, labels = ax.get_legend_handles_labels()

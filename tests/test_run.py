@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import plotting, run
+from common import run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,15 +101,6 @@ def test_importance_sampled_nll_log_mean_exp():
     nll, se = run.importance_sampled_nll(lambda x, k: lw[x], np.arange(3), 2, chunk_samples=4)
     np.testing.assert_allclose(nll, -np.mean(np.log([2.0, 2.0, 1.0])))
     assert se > 0
-
-
-def test_grid_tiles_rows_then_columns(tmp_path):
-    images = np.arange(4)[:, None, None] * np.ones((4, 28, 28)) / 3
-    grid = plotting.tile(images, 2)
-    assert grid.shape == (56, 56)
-    assert grid[0, 0] == 0 and grid[0, 28] == pytest.approx(1 / 3) and grid[28, 0] == pytest.approx(2 / 3)
-    plotting.save_grid(images, tmp_path / "g.png", n=2)
-    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_restores_weights_and_optimizer_state(tmp_path, monkeypatch):

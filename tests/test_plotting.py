@@ -1,0 +1,41 @@
+import matplotlib.axes
+import numpy as np
+import pytest
+
+from common import plotting
+
+
+def test_grid_tiles_rows_then_columns(tmp_path):
+    images = np.arange(4)[:, None, None] * np.ones((4, 28, 28)) / 3
+    grid = plotting.tile(images, 2)
+    assert grid.shape == (56, 56)
+    assert grid[0, 0] == 0 and grid[0, 28] == pytest.approx(1 / 3) and grid[28, 0] == pytest.approx(2 / 3)
+    plotting.save_grid(images, tmp_path / "g.png", n=2)
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_grid_refuses_too_few_images():
+    with pytest.raises(ValueError, match="need 9 images"):
+        plotting.tile(np.zeros((8, 28, 28)), 3)
+
+
+def test_read_history_parses_and_drops_empty_columns(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss,tau\n0,3.5,4.0,NA\n1,2.5,NA,NA\n")
+    history = plotting.read_history(path)
+    assert set(history) == {"epoch", "loss", "val_loss"}
+    np.testing.assert_array_equal(history["loss"], [3.5, 2.5])
+    assert np.isnan(history["val_loss"][1])
+
+
+@pytest.mark.parametrize("blow_up, cut", [(5.0, False), (1e6, True)])
+def test_curves_cut_the_axis_only_above_top(tmp_path, monkeypatch, blow_up, cut):
+    limits = []
+    real = matplotlib.axes.Axes.set_ylim
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_ylim",
+                        lambda self, *a, **k: limits.append(k) or real(self, *a, **k))
+    history = {"epoch": np.arange(3.0), "loss": np.array([10.0, 4.0, 3.0]),
+               "val_loss": np.array([12.0, 6.0, blow_up])}
+    plotting.save_curves(history, tmp_path / "loss.png", top=20.0)
+    assert (tmp_path / "loss.png").is_file()
+    assert [k["top"] for k in limits if "top" in k] == ([20.0] if cut else [])
