@@ -285,6 +285,10 @@ def save_figures(cfg, out, encoder, generator, x_test, history):
     x = np.clip(generator.predict(z, batch_size=225, verbose=0), 0, 1)
     plotting.save_grid(x, out / "interpolations.png", n=15,
                        title="interpolation in z between test digits (rows)")
+    save_loss_curve(out, history)
+
+
+def save_loss_curve(out, history):
     # a flow's loss falls from its first epoch: anything above that is a blow-up, cut off
     top = max(history["loss"][0], history["val_loss"][0]) + 200
     plotting.save_curves(history, out / "loss.png", ylabel="loss (nats, without 720.448)", top=top)

@@ -56,8 +56,10 @@ def save_curves(history, path, keys=("loss", "val_loss"), ylabel="loss", twin=No
     for k in keys:
         if k in history:
             ax.plot(epochs, history[k], marker=".", label=k)
-    if top is not None and max(np.max(history[k]) for k in keys if k in history) > top:
-        ax.set_ylim(top=top)
+    shown = [history[k] for k in keys if k in history]
+    if top is not None and max(np.max(v) for v in shown) > top:
+        bottom = min(np.min(v) for v in shown)
+        ax.set_ylim(bottom - 0.05 * (top - bottom), top)
         ax.text(0.98, 0.98, f"axis cut at {top:g}", transform=ax.transAxes, ha="right", va="top")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
