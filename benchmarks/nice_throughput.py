@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import common  # noqa: E402,F401
+import common.run  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -118,6 +118,7 @@ def main():
     args = parser.parse_args()
     if args.steps < 1 or args.train_epochs < 0:
         parser.error("--steps must be >= 1 and --train-epochs >= 0")
+    print(f"machine: {common.run.machine()}", flush=True)
     mm_s, mm_flops = matmul_seconds()
     f32_s, step_flops = step_seconds("float32", args.steps)
     bf16_s, _ = step_seconds("bfloat16", args.steps)

@@ -124,7 +124,10 @@ def measure(build, repeats):
 
 
 def main():
+    from common.run import machine
     from vae_vmf_keras import build_w_table, w_quantile_grid
+
+    print(f"machine: {machine()}", flush=True)
 
     def ours():
         w_quantile_grid.cache_clear()  # time the whole build, grid included

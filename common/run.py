@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -254,9 +255,28 @@ def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
     return train(model, cfg, out, x, y, **train_kwargs)
 
 
+def machine(cpuinfo="/proc/cpuinfo"):
+    """The CPU a run's timings come from: model name, cores, and its wide-vector/bfloat16 units."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    units = [u for u, flag in (("AVX-512", "avx512f"), ("AVX512-BF16", "avx512_bf16"),
+                               ("AMX-BF16", "amx_bf16")) if flag in flags]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cores} cores, {' '.join(units) or 'no AVX-512 or AMX'}"
+
+
 def finish(out, model, metrics):
-    """Add the model's trainable parameter count; write metrics.json, print it and return it."""
-    metrics = {**metrics, "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights))}
+    """Add the parameter count and the machine; write metrics.json, print it and return it."""
+    metrics = {**metrics, "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+               "machine": machine()}
     write_json(out / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
     return metrics

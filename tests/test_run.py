@@ -130,3 +130,14 @@ def test_resume_restores_weights_and_optimizer_state(tmp_path, monkeypatch):
     assert calls == [0, 1, 2, 2]
     assert int(resumed.optimizer.iterations.numpy()) == 12  # 3 epochs x 4 batches, not 4
     assert len(history["loss"]) == 3 and np.all(np.isfinite(history["loss"]))
+
+
+@pytest.mark.parametrize("flags, units", [("fpu avx2 fma", "no AVX-512 or AMX"),
+                                          ("avx2 avx512f avx512_bf16 amx_bf16 amx_tile",
+                                           "AVX-512 AVX512-BF16 AMX-BF16")])
+def test_machine_names_the_cpu_and_its_bfloat16_units(tmp_path, flags, units):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: {flags}\n")
+    text = run.machine(cpuinfo)
+    assert text.startswith("Test CPU 9000, ") and text.endswith(units)
+    assert run.machine(tmp_path / "missing").endswith("no AVX-512 or AMX")
