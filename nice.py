@@ -226,6 +226,7 @@ def decode(blocks, scale, z):
     return x
 
 
+@keras.saving.register_keras_serializable("nice")
 def gaussian_loss(y_true, z):
     """Per-sample 0.5 * sum(z^2); with the Scale layer's -sum(s) this is -log p(x) - 720.448."""
     return 0.5 * ops.sum(ops.square(z), axis=-1)

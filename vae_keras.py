@@ -66,7 +66,11 @@ class Sampling(layers.Layer):
 
 
 def summed_bce(x, x_decoded_mean):
-    """Binary cross-entropy summed over the pixels (Keras clips the output to [1e-7, 1 - 1e-7])."""
+    """Binary cross-entropy summed over the pixels.
+
+    Keras on TensorFlow evaluates it from the logits behind the decoder's sigmoid output (in
+    training and in the importance sampling alike), so it is not clipped at 1e-7.
+    """
     return ops.sum(ops.binary_crossentropy(x, x_decoded_mean), axis=-1)
 
 

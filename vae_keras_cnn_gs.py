@@ -18,7 +18,8 @@ near 114 nats.
 Deviations from the original:
 - Keras 3: the loss is added by a small layer (`GumbelVAELoss`) instead of `Model.add_loss` on a
   symbolic tensor; tau is a non-trainable weight of the `GumbelSoftmax` layer, assigned by the
-  `TauAnnealing` callback.
+  `TauAnnealing` callback. The blog's parameter count, 299,202, includes tau: 299,201 weights
+  are trained (metrics.json's `trainable_params`) and tau makes one more.
 - The callback computes tau from the optimizer's step count t, tau = tau_min + (tau_max -
   tau_min) * decay^t, which is the blog's "r <- 0.999 r before each batch" in closed form; it
   survives an interrupted and resumed run. The value printed at an epoch's start is the tau of

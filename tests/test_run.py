@@ -1,3 +1,4 @@
+import json
 import dataclasses
 import subprocess
 import sys
@@ -67,6 +68,13 @@ def test_script_cli_rejects_bad_value_without_traceback():
 def test_write_json_is_atomic_and_readable(tmp_path):
     run.write_json(tmp_path / "m.json", {"a": np.float32(1.5), "b": 2})
     assert (tmp_path / "m.json").read_text().startswith("{")
+    assert not list(tmp_path.glob("*.tmp"))
+    # a write that fails half-way leaves the previous file whole and no temporary behind
+    before = (tmp_path / "m.json").read_text()
+    with pytest.raises(TypeError):
+        run.write_json(tmp_path / "m.json", {"a": 1, "b": object()})
+    assert (tmp_path / "m.json").read_text() == before
+    assert json.loads(before) == {"a": 1.5, "b": 2}
     assert not list(tmp_path.glob("*.tmp"))
 
 
