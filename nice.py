@@ -22,6 +22,7 @@ Deviations from the original:
 """
 import dataclasses
 import math
+import os
 
 import common  # noqa: F401  (selects the TensorFlow backend before Keras is imported)
 import keras
@@ -250,7 +251,7 @@ def build_models(cfg):
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Save the weights whenever val_loss improves; survives a resume through history.csv."""
+    """Save the weights whenever val_loss improves; `best` carries the record across a resume."""
 
     def __init__(self, path, best=math.inf):
         super().__init__()
@@ -308,10 +309,13 @@ def main(argv=None):
     best_path = out / "model.weights.h5"
 
     if not cfg.load:
-        previous = plotting.read_history(out / "history.csv") if (out / "backup").exists() else {}
+        previous = run.partial_history(out)
         best = float(np.min(previous["val_loss"])) if len(previous.get("val_loss", [])) else math.inf
+        # the best epoch's weights replace an earlier run's only once this run has finished
+        best_so_far = out / "best.partial.weights.h5"
         history = run.train(encoder, cfg, out, x_train, x_train, validation_data=(x_test, x_test),
-                            callbacks=[KeepBest(best_path, best)], weights="last.weights.h5")
+                            callbacks=[KeepBest(best_so_far, best)], weights="last.weights.h5")
+        os.replace(best_so_far, best_path)
     else:
         history = plotting.read_history(out / "history.csv")
     run.load_weights(encoder, best_path)

@@ -99,8 +99,6 @@ def setup(cls, argv, name, description=None):
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out_dir) if cfg.out_dir else REPO / "results" / name
     out.mkdir(parents=True, exist_ok=True)
-    if not cfg.load:
-        write_json(out / "config.json", dataclasses.asdict(cfg))
     return cfg, out
 
 
@@ -168,34 +166,47 @@ def _trim_history(csv_path, epochs_done):
     csv_path.write_text("".join(lines[: 1 + epochs_done]))
 
 
+PARTIAL_HISTORY = "history.partial.csv"
+
+
+def partial_history(out):
+    """The epochs an interrupted run has finished (empty if there is nothing to resume)."""
+    path = out / PARTIAL_HISTORY
+    return read_history(path) if (out / "backup").exists() and path.exists() else {}
+
+
 def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), weights="model.weights.h5"):
     """`model.fit` with resume, history.csv, epoch timing and a NaN guard; saves the weights.
 
     Killed and started again with the same command, a run continues after its last finished
-    epoch (Keras' BackupAndRestore in `out/backup/`). Returns the full history as a dict of
-    arrays read back from `history.csv`, so resumed epochs are included.
+    epoch (Keras' BackupAndRestore in `out/backup/`). Until the run finishes, its epochs go to
+    `history.partial.csv`; only then do `history.csv`, `config.json` and the weights replace an
+    earlier run's, so a run that is killed or diverges leaves the earlier outputs whole. Returns
+    the full history as a dict of arrays, resumed epochs included.
     """
     build_optimizer(model)  # so that a resume restores the optimizer's state too
     backup = out / "backup"
-    history_csv = out / "history.csv"
+    partial = out / PARTIAL_HISTORY
     meta = backup / "training_metadata.json"
     if meta.exists():
         done = json.loads(meta.read_text())["epoch"]
         print(f"resuming from the backup in {backup}: {done} epoch(s) already done")
-        _trim_history(history_csv, done)
-    elif history_csv.exists():
-        history_csv.unlink()
+        _trim_history(partial, done)
+    elif partial.exists():
+        partial.unlink()
     cbs = [EpochTimer(), *callbacks, StopOnNaN(),
            keras.callbacks.BackupAndRestore(str(backup)),
-           keras.callbacks.CSVLogger(str(history_csv), append=True)]
+           keras.callbacks.CSVLogger(str(partial), append=True)]
     try:
         model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
                   validation_data=validation_data, callbacks=cbs, verbose=1)
     except TrainingDiverged as e:
-        fail(f"{e}; training stopped. Outputs from earlier runs in {out} are untouched; the last "
-             f"finished epoch is in {backup} (lower the learning rate or change --seed)")
+        fail(f"{e}; training stopped. Earlier outputs in {out} are untouched; this run's finished "
+             f"epochs are in {backup} and {partial.name} (lower the learning rate or change --seed)")
     save_weights(model, out / weights)
-    return read_history(history_csv)
+    write_json(out / "config.json", dataclasses.asdict(cfg))
+    os.replace(partial, out / "history.csv")
+    return read_history(out / "history.csv")
 
 
 def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):

@@ -34,7 +34,9 @@ def killed_then_resumed(monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             main(argv)
         assert (out / "backup").is_dir()
-        first_row = (out / "history.csv").read_text().splitlines()[1]
+        # a killed run publishes nothing: its epochs wait in the partial history
+        assert not (out / "history.csv").exists() and not (out / "config.json").exists()
+        first_row = (out / run.PARTIAL_HISTORY).read_text().splitlines()[1]
         started.clear()
         if before_resume:
             before_resume()
@@ -42,7 +44,7 @@ def killed_then_resumed(monkeypatch):
         assert started == [1]  # resumed: only the second epoch ran
         rows = (out / "history.csv").read_text().splitlines()
         assert len(rows) == 3 and rows[1] == first_row
-        assert not (out / "backup").exists()
+        assert not (out / "backup").exists() and not (out / run.PARTIAL_HISTORY).exists()
         monkeypatch.setattr(run.StopOnNaN, "on_epoch_begin", real_begin)
         return metrics
 

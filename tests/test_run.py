@@ -85,11 +85,15 @@ def test_nan_loss_stops_with_clear_message(tmp_path):
     model.compile(optimizer="sgd", loss="mse")
     x = np.full((20, 3), np.nan, "float32")
     cfg = run.RunConfig(epochs=2, batch_size=10)
-    (tmp_path / "model.weights.h5").write_bytes(b"earlier run")
+    earlier = {"model.weights.h5": "earlier weights", "history.csv": "epoch,loss\n0,1.5\n",
+               "config.json": '{"epochs": 50}\n'}
+    for name, text in earlier.items():
+        (tmp_path / name).write_text(text)
     with pytest.raises(SystemExit) as e:
         run.train(model, cfg, tmp_path, x, np.zeros((20, 1), "float32"))
     assert "loss became nan" in str(e.value)
-    assert (tmp_path / "model.weights.h5").read_bytes() == b"earlier run"
+    for name, text in earlier.items():  # the earlier run's outputs are whole
+        assert (tmp_path / name).read_text() == text
 
 
 def test_unreadable_weights_give_clear_error(tmp_path):
