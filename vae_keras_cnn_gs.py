@@ -25,8 +25,9 @@ Deviations from the original:
   survives an interrupted and resumed run. The value printed at an epoch's start is the tau of
   that epoch's first batch (the blog prints the one left over from the previous batch).
 - Keras 3 on TensorFlow computes the binary cross-entropy of the decoder's sigmoid output from
-  its logits, so the training loss is not clipped at 1e-7 as the blog's is; the clipping still
-  applies to the metrics computed from decoded images held as arrays.
+  its logits, so the training loss is not clipped at 1e-7 as the blog's is; the metrics use the
+  same logits. The decoder's last convolution and its sigmoid are two layers so that the
+  metrics can read the logits.
 - The blog's loss leaves out the constant 32 ln 10 = 73.683 nats of the KL to the uniform prior;
   metrics.json reports the loss with and without it.
 - Beyond the blog: the -ELBO of the discrete model (one-hot codes sampled from the encoder's
@@ -187,7 +188,8 @@ def build_models(cfg):
     h = layers.Reshape((7, 7, 64))(h)
     for filters in (64, 32):
         h = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(h)
-    x_decoded = layers.Conv2DTranspose(1, 3, padding="same", activation="sigmoid")(h)
+    x_logits = layers.Conv2DTranspose(1, 3, padding="same", name="x_logits")(h)
+    x_decoded = layers.Activation("sigmoid", name="x_decoded")(x_logits)
     decoder = keras.Model(c_in, x_decoded, name="decoder")
 
     out = GumbelVAELoss(name="vae_loss")([x_in, decoder(z), logits])
@@ -200,7 +202,12 @@ def build_models(cfg):
 # ---------------------------------------------------------------- metrics
 
 
-def one_hot_samples(encoder, decoder, x, num_samples, rng, batch_size=500):
+def logits_of(decoder):
+    """A model from codes to the decoder's logits, the input of its final sigmoid."""
+    return keras.Model(decoder.input, decoder.get_layer("x_logits").output)
+
+
+def one_hot_samples(encoder, decoder_logits, x, num_samples, rng, batch_size=500):
     """Decode K one-hot codes per image drawn from the encoder's categorical distributions.
 
     Returns (log_w, neg_elbo). log_w (n, K) = log p(x|c) + log p(c) - log q(c|x) for codes
@@ -216,9 +223,11 @@ def one_hot_samples(encoder, decoder, x, num_samples, rng, batch_size=500):
     # a peaked q(c|x) repeats codes: decode each distinct one once
     unique, index = np.unique(c.reshape(n * num_samples, latents), axis=0, return_inverse=True)
     codes = np.eye(classes, dtype="float32")[unique]
-    x_hat = decoder.predict(codes, batch_size=batch_size, verbose=0)[index.reshape(-1)]
-    x_rep = np.repeat(x, num_samples, axis=0)
-    bce = np.asarray(summed_bce(x_rep, x_hat), np.float64).reshape(n, num_samples)
+    l = decoder_logits.predict(codes, batch_size=batch_size, verbose=0).reshape(len(codes), -1)
+    l = l.astype(np.float64)[index.reshape(-1)].reshape(n, num_samples, -1)
+    x_flat = np.asarray(x, np.float64).reshape(n, 1, -1)
+    # summed BCE from the logits, as in training: -x log s(l) - (1 - x) log(1 - s(l))
+    bce = np.sum(np.logaddexp(0.0, l) - x_flat * l, axis=-1)
     log_prior = -latents * math.log(classes)
     kl = np.sum(np.exp(log_p) * log_p, axis=(1, 2)) - log_prior
     return -bce + log_prior - log_q, bce.mean(1) + kl
@@ -227,10 +236,11 @@ def one_hot_samples(encoder, decoder, x, num_samples, rng, batch_size=500):
 def discrete_metrics(encoder, decoder, x, num_samples, seed=0):
     """Test NLL by importance sampling and the discrete -ELBO, both from the same one-hot codes."""
     rng = np.random.default_rng(seed)
+    decoder_logits = logits_of(decoder)
     neg_elbo = []
 
     def log_weights(xb, k):
-        log_w, neg_elbo_b = one_hot_samples(encoder, decoder, xb, k, rng)
+        log_w, neg_elbo_b = one_hot_samples(encoder, decoder_logits, xb, k, rng)
         neg_elbo.append(neg_elbo_b)
         return log_w
 

@@ -72,7 +72,9 @@ def parse_config(cls, argv=None, prog=None, description=None):
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        help_text = f.metadata["help"]
+        if "(default:" not in help_text:  # a help text may explain its default itself
+            help_text += f" (default: {f.default!r})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
                                 help=help_text)
