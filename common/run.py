@@ -221,9 +221,12 @@ def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):
 
     per_chunk = max(1, chunk_samples // num_samples)
     nll = []
+    print(f"test NLL by importance sampling: {len(x)} images x {num_samples} samples")
+    progress = keras.utils.Progbar(len(x), unit_name="image")
     for i in range(0, len(x), per_chunk):
         lw = np.asarray(log_weights(x[i:i + per_chunk], num_samples), dtype=np.float64)
         nll.append(np.log(num_samples) - logsumexp(lw, axis=1))
+        progress.add(len(lw))
     nll = np.concatenate(nll)
     return float(nll.mean()), float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0
 
