@@ -4,7 +4,7 @@ Reproduces the MLP VAE of Su Jianlin's VAE series (https://kexue.fm/archives/772
 earlier posts; Kingma & Welling, "Auto-Encoding Variational Bayes", 2014).
 
 Usage:
-    python vae_keras.py            # 50 epochs, about 3 minutes on 2 CPU cores
+    python vae_keras.py            # 50 epochs, 3 to 7 minutes on 2 CPU cores
     python vae_keras.py --help     # every setting
 Writes results/vae_keras/: latent_scatter.png, manifold.png, loss.png, metrics.json,
 history.csv, config.json and the weights. Validation loss ends near 152 nats.

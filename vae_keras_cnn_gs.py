@@ -7,13 +7,13 @@ Gumbel-Softmax", 2017; Maddison, Mnih & Teh, "The Concrete Distribution", 2017).
 softmax((logits + Gumbel noise) / tau) and anneals tau from 1 towards 0.01.
 
 Usage:
-    python vae_keras_cnn_gs.py          # 30 epochs, about 14 minutes of training on 2 shared
-                                        # CPU cores, then about 16 for the importance-sampled NLL
+    python vae_keras_cnn_gs.py          # 30 epochs, 14 to 31 minutes of training on 2 shared
+                                        # CPU cores, then 16 to 33 for the importance-sampled NLL
     python vae_keras_cnn_gs.py --help   # every setting
 Writes results/vae_keras_cnn_gs/: samples.png, reconstructions.png, tau.png, loss.png,
 metrics.json, history.csv (with tau per epoch), config.json and the weights. The blog's
 validation loss ends near 62 nats (136 with 32 ln 10); the test NLL by importance sampling is
-near 114 nats.
+near 114.5 nats.
 
 Deviations from the original:
 - Keras 3: the loss is added by a small layer (`GumbelVAELoss`) instead of `Model.add_loss` on a
