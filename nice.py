@@ -299,8 +299,9 @@ def save_loss_curve(out, history):
 
 def main(argv=None):
     cfg, out = run.setup(Config, argv, "nice", description=__doc__)
-    if cfg.precision == "bfloat16" and "BF16" not in run.machine():
-        print(f"note: this CPU ({run.machine()}) has no bfloat16 matrix units; "
+    cpu = run.machine()
+    if cfg.precision == "bfloat16" and "BF16" not in cpu:
+        print(f"note: this CPU ({cpu}) has no bfloat16 matrix units; "
               "--precision bfloat16 will run slower than float32 here")
     (x_train, _), (x_test, _) = run.load_data(cfg)
     x_train = x_train.reshape(-1, cfg.original_dim)
