@@ -5,7 +5,7 @@ Reproduces the NICE experiment of Su Jianlin's post "Flow models: NICE"
 Components Estimation" (2014).
 
 Usage:
-    python nice.py             # 30 epochs at the blog's settings: ~18 min on 2 CPU cores, best
+    python nice.py             # 30 epochs at the blog's settings: 18 to 53 min on 2 CPU cores, best
                                # test loss about -1930 (the blog: about -2200; see the README)
     python nice.py --noise 0   # the blog's noiseless variant
     python nice.py --help      # every setting
