@@ -4,13 +4,15 @@ Reproduces the NICE experiment of Su Jianlin's post "Flow models: NICE"
 (https://kexue.fm/archives/5776), after Dinh, Krueger & Bengio, "NICE: Non-linear Independent
 Components Estimation" (2014).
 
+Equation numbers are the post's.
+
 Usage:
-    python nice.py             # 30 epochs at the blog's settings: 18 to 53 min on 2 CPU cores, best
-                               # test loss about -1930 (the blog: about -2200; see the README)
+    python nice.py             # the blog's settings: 30 epochs of Adam, batch 128, noise 0.01
     python nice.py --noise 0   # the blog's noiseless variant
     python nice.py --help      # every setting
 Writes results/nice/: samples.png (std 0.75), samples_std1.png, interpolations.png, loss.png,
-metrics.json, history.csv, config.json and the weights of the best validation epoch.
+metrics.json, history.csv, config.json and the weights of the best validation epoch (run
+times and results, and how they compare with the blog's: the README).
 
 Deviations from the original:
 - Keras 3: every operation (shuffle, split/merge, coupling, scale) is a layer called
@@ -23,21 +25,23 @@ Deviations from the original:
 import dataclasses
 import math
 import os
+import time
 
-import common  # noqa: F401  (selects the TensorFlow backend before Keras is imported)
-import keras
-import numpy as np
-import tensorflow as tf
-from keras import layers, ops
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # Keras 3's backend; KERAS_BACKEND overrides
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # quiet TensorFlow's start-up log
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers, ops  # noqa: E402
 
-from common import plotting, run
+from common import plotting, run  # noqa: E402
 
-GAUSS_CONST = 0.5 * 784 * math.log(2 * math.pi)  # 720.448 nats, left out of the loss
+ORIGINAL_DIM = 784  # pixels per image, 28 x 28 (the blog's original_dim)
+GAUSS_CONST = 0.5 * ORIGINAL_DIM * math.log(2 * math.pi)  # 720.448 nats, left out of the loss
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(run.RunConfig):
-    original_dim: int = run.arg(784, "pixels per image (28 x 28)", choices=[784])
     num_blocks: int = run.arg(4, "additive coupling blocks", ge=1)
     hidden_dim: int = run.arg(1000, "units of each hidden layer of a coupling network m", ge=1)
     hidden_layers: int = run.arg(5, "hidden relu layers of each coupling network m", ge=1)
@@ -175,8 +179,8 @@ class FusedAdam(keras.optimizers.Adam):
 
     The arithmetic is Keras' own (bias-corrected step size, epsilon added outside the square
     root); tests/test_nice.py checks both give the same weights. Keras' update is a chain of
-    elementwise ops, each a pass over memory: with NICE's 19M parameters it costs about 30 ms a
-    step here, the single fused pass about 10 ms.
+    elementwise ops, each a pass over NICE's 19M parameters; the fused kernel makes one pass
+    (benchmarks/nice_throughput.py times the update both ways).
     """
 
     def update_step(self, gradient, variable, learning_rate):
@@ -201,15 +205,15 @@ def _handle(variable):
 # ---------------------------------------------------------------- models
 
 
-def build_flow_layers(cfg):
+def build_flow_layers(cfg, dim=ORIGINAL_DIM):
     """The encoder's layers in order: per block (shuffle, split, coupling), then the scale."""
     m_dtype = "mixed_bfloat16" if cfg.precision == "bfloat16" else "float32"
     blocks = []
     for i in range(cfg.num_blocks):
         seed = None if cfg.shuffle == "reverse" else cfg.seed + i
-        blocks.append((Shuffle(cfg.original_dim, cfg.shuffle, seed, name=f"shuffle_{i}"),
+        blocks.append((Shuffle(dim, cfg.shuffle, seed, name=f"shuffle_{i}"),
                        SplitVector(name=f"split_{i}"),
-                       AdditiveCoupling(cfg.original_dim // 2, cfg.hidden_dim, cfg.hidden_layers,
+                       AdditiveCoupling(dim // 2, cfg.hidden_dim, cfg.hidden_layers,
                                         m_dtype, name=f"coupling_{i}")))
     return blocks, Scale(name="scale")
 
@@ -233,16 +237,19 @@ def gaussian_loss(y_true, z):
     return 0.5 * ops.sum(ops.square(z), axis=-1)
 
 
-def build_models(cfg):
-    """Return (encoder, generator); the generator runs the encoder's layers backwards."""
-    blocks, scale = build_flow_layers(cfg)
-    x_in = keras.Input(shape=(cfg.original_dim,), name="x")
+def build_models(cfg, dim=ORIGINAL_DIM):
+    """Return (encoder, generator); the generator runs the encoder's layers backwards.
+
+    `dim` is the data's dimension: MNIST's 784, or a small one for tests.
+    """
+    blocks, scale = build_flow_layers(cfg, dim)
+    x_in = keras.Input(shape=(dim,), name="x")
     x = UniformNoise(cfg.noise, seed=cfg.seed, name="noise")(x_in)
     encoder = keras.Model(x_in, encode(blocks, scale, x), name="nice_encoder")
     # No XLA: TensorFlow's own (oneDNN) matrix products are faster here than XLA's, and the
     # fused optimizer already makes the update a single pass (benchmarks/nice_throughput.py).
     encoder.compile(optimizer=FusedAdam(cfg.learning_rate), loss=gaussian_loss, jit_compile=False)
-    z_in = keras.Input(shape=(cfg.original_dim,), name="z")
+    z_in = keras.Input(shape=(dim,), name="z")
     generator = keras.Model(z_in, decode(blocks, scale, z_in), name="nice_generator")
     return encoder, generator
 
@@ -250,33 +257,19 @@ def build_models(cfg):
 # ---------------------------------------------------------------- training and outputs
 
 
-class KeepBest(keras.callbacks.Callback):
-    """Save the weights whenever val_loss improves; `best` carries the record across a resume."""
-
-    def __init__(self, path, best=math.inf):
-        super().__init__()
-        self.path, self.best = path, best
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs["val_loss"] < self.best:
-            self.best = logs["val_loss"]
-            run.save_weights(self.model, self.path)
-
-
 def nll_metrics(val_loss):
-    """Test NLL in nats (loss + 720.448) and bits/dim under 1/256 dequantisation (REFERENCE §5).
+    """Test NLL in nats (loss + 720.448) and bits/dim under the usual 1/256 dequantisation.
 
     Pixels here are x/255; the bound treats them as the 1/256 dequantised data, so
     bpd = (NLL + 784 ln 256) / (784 ln 2).
     """
     nll = val_loss + GAUSS_CONST
-    return nll, (nll + 784 * math.log(256)) / (784 * math.log(2))
+    return nll, (nll + ORIGINAL_DIM * math.log(256)) / (ORIGINAL_DIM * math.log(2))
 
 
-def save_figures(cfg, out, encoder, generator, x_test, history):
-    rng = np.random.default_rng(cfg.seed)
+def save_figures(cfg, out, encoder, generator, x_test, history, rng):
     for std, name in ((cfg.sample_std, "samples.png"), (1.0, "samples_std1.png")):
-        z = (rng.standard_normal((225, cfg.original_dim)) * std).astype("float32")
+        z = (rng.standard_normal((225, ORIGINAL_DIM)) * std).astype("float32")
         x = np.clip(generator.predict(z, batch_size=225, verbose=0), 0, 1)
         plotting.save_grid(x, out / name, n=15, title=f"z ~ N(0, {std:g}^2 I)")
     # linear paths in z between pairs of test digits, endpoints included
@@ -284,7 +277,7 @@ def save_figures(cfg, out, encoder, generator, x_test, history):
     za = encoder.predict(pairs[:, 0], verbose=0)
     zb = encoder.predict(pairs[:, 1], verbose=0)
     t = np.linspace(0, 1, 15)[None, :, None]
-    z = (za[:, None] * (1 - t) + zb[:, None] * t).reshape(-1, cfg.original_dim).astype("float32")
+    z = (za[:, None] * (1 - t) + zb[:, None] * t).reshape(-1, ORIGINAL_DIM).astype("float32")
     x = np.clip(generator.predict(z, batch_size=225, verbose=0), 0, 1)
     plotting.save_grid(x, out / "interpolations.png", n=15,
                        title="interpolation in z between test digits (rows)")
@@ -297,43 +290,39 @@ def save_loss_curve(out, history):
     plotting.save_curves(history, out / "loss.png", ylabel="loss (nats, without 720.448)", top=top)
 
 
-def main(argv=None):
+def main(argv=None, callbacks=()):
+    """Train (or --load), then write the figures and metrics.json; returns the metrics.
+
+    `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
+    """
     cfg, out = run.setup(Config, argv, "nice", description=__doc__)
+    rng = np.random.default_rng(cfg.seed)
     cpu = run.machine()
     if cfg.precision == "bfloat16" and "BF16" not in cpu:
         print(f"note: this CPU ({cpu}) has no bfloat16 matrix units; "
               "--precision bfloat16 will run slower than float32 here")
     (x_train, _), (x_test, _) = run.load_data(cfg)
-    x_train = x_train.reshape(-1, cfg.original_dim)
-    x_test = x_test.reshape(-1, cfg.original_dim)
+    x_train = x_train.reshape(-1, ORIGINAL_DIM)
+    x_test = x_test.reshape(-1, ORIGINAL_DIM)
     encoder, generator = build_models(cfg)
-    best_path = out / "model.weights.h5"
 
-    if not cfg.load:
-        previous = run.partial_history(out)
-        best = float(np.min(previous["val_loss"])) if len(previous.get("val_loss", [])) else math.inf
-        # the best epoch's weights replace an earlier run's only once this run has finished
-        best_so_far = out / "best.partial.weights.h5"
-        history = run.train(encoder, cfg, out, x_train, x_train, validation_data=(x_test, x_test),
-                            callbacks=[KeepBest(best_so_far, best)], weights="last.weights.h5")
-        os.replace(best_so_far, best_path)
-    else:
-        history = plotting.read_history(out / "history.csv")
-    run.load_weights(encoder, best_path)
-    save_figures(cfg, out, encoder, generator, x_test, history)
+    # the blog keeps the weights of the best validation epoch
+    history = run.train_or_load(encoder, cfg, out, x_train, x_train,
+                                validation_data=(x_test, x_test), callbacks=callbacks,
+                                keep_best=True)
+    evaluation_started = time.perf_counter()
+    save_figures(cfg, out, encoder, generator, x_test, history, rng)
 
-    val_loss = float(encoder.evaluate(x_test, x_test, batch_size=cfg.batch_size, verbose=0))
-    nll, bpd = nll_metrics(val_loss)
-    best_epoch = int(history["epoch"][np.argmin(history["val_loss"])]) + 1
+    test_loss = float(encoder.evaluate(x_test, x_test, batch_size=cfg.batch_size, verbose=0))
+    nll, bpd = nll_metrics(test_loss)
     metrics = {
         **run.history_summary(history),
-        "best_val_loss": val_loss,
-        "best_epoch": best_epoch,
-        "test_nll_nats": nll,
+        "test_loss": test_loss,
+        "test_nll": nll,
         "test_bits_per_dim": bpd,
         "precision": cfg.precision,
     }
-    return run.finish(out, encoder, metrics)
+    return run.finish(out, encoder, metrics, evaluation_started)
 
 
 if __name__ == "__main__":

@@ -6,53 +6,59 @@ Reproduces Su Jianlin's "Variational autoencoders (7): a VAE on the sphere (vMF-
 q(z|x) = C_d(kappa) exp(kappa <mu(x), z>) with kappa fixed, and the prior is uniform on the
 sphere, so the KL term is a constant that training leaves out.
 
+Equation numbers are the post's.
+
 Usage:
-    python vae_vmf_keras.py          # 50 epochs, 3 to 6 minutes on 2 CPU cores
+    python vae_vmf_keras.py          # the blog's settings: d = 4, kappa = 20, 50 epochs of Adam
     python vae_vmf_keras.py --help   # every setting (--kappa, --latent-dim, --table-size, ...)
 Writes results/vae_vmf_keras/: samples.png, reconstructions.png, loss.png, metrics.json,
-history.csv, config.json and the weights.
+history.csv, config.json and the weights (run times and results: the README's table).
 
 Deviations from the original:
 - The table of w values is drawn by inverse CDF as in the blog, but the CDF is tabulated on an
   adaptive grid of the angle phi = arccos(w) instead of a uniform 1e-7 grid of w. In phi the
   density exp(kappa cos phi) sin^(d-2) phi has no endpoint singularity (d = 2 included) and the
   grid spans only where the mass is, so the table is exact to ~1e-7 in CDF for any kappa >= 0,
-  d >= 2, and builds in ~0.03 s with ~4 MB of scratch memory instead of ~2 s and ~630 MB
-  (benchmarks/vmf_table.py).
+  d >= 2, and far cheaper to build (benchmarks/vmf_table.py measures both).
 - The sampler computes in float64 (table, nu and z) and casts z to float32: in float32, large
   kappa (w within 1e-5 of 1) loses digits of sqrt(1 - w^2), and for d = 2 an eps nearly
   parallel to mu leaves nu off orthogonal (|z| off by 1e-3 in a few of 20,000 draws).
 - Keras 3: the loss is added by a layer (`ReconstructionLoss`) instead of `Model.add_loss` on a
-  symbolic tensor, and the sampler is a serialisable layer instead of a `Lambda`. Keras 3 on
-  TensorFlow computes the binary cross-entropy from the decoder's logits, so it is not clipped
-  at 1e-7 as the blog's is.
+  symbolic tensor, and the sampler is a serialisable layer instead of a `Lambda`.
+- The decoder's last Dense and its sigmoid are two layers, and the loss is computed from the
+  logits between them, so it is not clipped at 1e-7 as the blog's is.
+- The sampler's numerics (the vMF constants and the table of w) come last in this file, after
+  the model, training, figures and metrics.
 - Beyond the blog: the KL constant, the complete test -ELBO, the test negative log-likelihood by
   importance sampling (K = 500) and a figure of reconstructions.
 """
+
 import dataclasses
 import functools
 import math
 import numbers
+import os
+import time
 
-import common  # noqa: F401  (selects the TensorFlow backend before Keras is imported)
-import keras
-import numpy as np
-from keras import layers, ops
-from scipy.special import ive, gammaln
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # Keras 3's backend; KERAS_BACKEND overrides
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # quiet TensorFlow's start-up log
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers, ops  # noqa: E402
+from scipy.special import gammaln, ive  # noqa: E402
 
-from common import plotting, run
+from common import evaluation, plotting, run  # noqa: E402
+
+ORIGINAL_DIM = 784  # pixels per image, 28 x 28 (the blog's original_dim)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(run.RunConfig):
-    original_dim: int = run.arg(784, "pixels per image (28 x 28)", choices=[784])
     intermediate_dim: int = run.arg(256, "hidden units of the encoder and decoder", ge=1)
     latent_dim: int = run.arg(4, "dimension d of the latent vectors (on the sphere S^(d-1))", ge=2)
     kappa: float = run.arg(20.0, "vMF concentration of the posterior (fixed, not trained)", ge=0.0)
     table_size: int = run.arg(10**6, "precomputed inverse-CDF draws of w gathered by the sampler",
                               ge=1)
-    epochs: int = run.arg(50, "number of training epochs", ge=1)
-    batch_size: int = run.arg(100, "images per training batch", ge=1)
     is_samples: int = run.arg(500, "importance samples K per test image for the NLL", ge=1)
     is_images: int = run.arg(10000, "test images used for the NLL (10,000: the whole test set)",
                              ge=1, le=10000)
@@ -61,7 +67,172 @@ class Config(run.RunConfig):
         check_w_table_args(self.kappa, self.latent_dim, self.table_size)
 
 
-# ---------------------------------------------------------------- vMF constants
+# ---------------------------------------------------------------- layers
+
+
+@keras.saving.register_keras_serializable("vae_vmf_keras")
+class VMFSampling(layers.Layer):
+    """Reparameterised z ~ vMF(mu, kappa): z = w mu + sqrt(1 - w^2) nu (eq. 10, 14).
+
+    w is gathered from a table of `table_size` inverse-CDF draws (`build_w_table`) by integer
+    indices drawn uniformly at every call; nu = normalise(eps - <eps, mu> mu), eps ~ N(0, I), is
+    uniform on the unit vectors orthogonal to mu (eq. 11). The inputs mu must have unit norm.
+    The table is a constant rebuilt from (kappa, d = the input's last axis, table_size, seed),
+    so it is neither a weight nor part of the config. Samples in training and validation alike.
+    The arithmetic runs in float64: in float32, an eps nearly parallel to mu (not rare for
+    d = 2) leaves nu visibly off orthogonal, and sqrt(1 - w^2) loses digits when w is near 1.
+    """
+
+    def __init__(self, kappa=20.0, table_size=10**6, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        check_w_table_args(kappa, 2, table_size)
+        self.kappa = float(kappa)
+        self.table_size = int(table_size)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        self.dims = int(input_shape[-1])
+        self.w_table = ops.convert_to_tensor(
+            build_w_table(self.kappa, self.dims, self.table_size, self.seed), dtype="float64")
+
+    def sample_parts(self, mu):
+        """(w, nu) in float64: w of shape (batch, 1), nu a unit vector orthogonal to mu."""
+        mu = ops.cast(mu, "float64")
+        idx = keras.random.randint(ops.shape(mu)[:1], 0, self.table_size, dtype="int32",
+                                   seed=self.seed_generator)
+        w = ops.expand_dims(ops.take(self.w_table, idx, axis=0), -1)
+        eps = keras.random.normal(ops.shape(mu), dtype="float64", seed=self.seed_generator)
+        nu = eps - ops.sum(eps * mu, axis=-1, keepdims=True) * mu    # eq. 11
+        nu = nu - ops.sum(nu * mu, axis=-1, keepdims=True) * mu      # again, for what rounding left
+        return w, ops.normalize(nu, axis=-1, epsilon=1e-150)
+
+    def call(self, mu):
+        w, nu = self.sample_parts(mu)
+        z = w * ops.cast(mu, "float64") + ops.sqrt((1 - w) * (1 + w)) * nu  # eq. 10
+        return ops.cast(z, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "kappa": self.kappa, "table_size": self.table_size,
+                "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable("vae_vmf_keras")
+class ReconstructionLoss(layers.Layer):
+    """Adds the mean over the batch of -log p(x|z) as the model's loss; passes x_logits on.
+
+    -log p(x|z) is the binary cross-entropy of x against sigmoid(x_logits), summed over pixels.
+    The KL term is the constant `vmf_kl(kappa, d)` and is left out, as in the blog.
+    """
+
+    def call(self, inputs):
+        x, x_logits = inputs
+        self.add_loss(ops.mean(-evaluation.bernoulli_log_likelihood(x, x_logits)))
+        return x_logits
+
+
+# ---------------------------------------------------------------- models
+
+
+def build_models(cfg):
+    """Return (vae, encoder, decoder): x -> z_mean = mu(x) on the sphere, z -> x_decoded_mean."""
+    x = keras.Input(shape=(ORIGINAL_DIM,), name="x")
+    h = layers.Dense(cfg.intermediate_dim, activation="relu")(x)
+    z_mean = layers.Dense(cfg.latent_dim)(h)
+    z_mean = layers.UnitNormalization(name="z_mean")(z_mean)        # mu(x) on S^(d-1)
+    z = VMFSampling(cfg.kappa, cfg.table_size, seed=cfg.seed, name="z")(z_mean)
+    encoder = keras.Model(x, z_mean, name="encoder")
+
+    z_in = keras.Input(shape=(cfg.latent_dim,), name="z_sample")
+    h = layers.Dense(cfg.intermediate_dim, activation="relu", name="decoder_h")(z_in)
+    x_logits = layers.Dense(ORIGINAL_DIM, name=evaluation.LOGITS_LAYER)(h)
+    x_decoded_mean = layers.Activation("sigmoid", name="decoder_mean")(x_logits)
+    decoder = keras.Model(z_in, x_decoded_mean, name="decoder")
+
+    out = ReconstructionLoss(name="reconstruction_loss")([x, evaluation.logits_model(decoder)(z)])
+    vae = keras.Model(x, out, name="vae_vmf")
+    vae.compile(optimizer="adam")
+    return vae, encoder, decoder
+
+
+# ---------------------------------------------------------------- figures
+
+
+def uniform_on_sphere(n, d, rng):
+    """n points uniform on S^(d-1): normalised standard-normal vectors."""
+    z = rng.standard_normal((n, d))
+    return z / np.linalg.norm(z, axis=-1, keepdims=True)
+
+
+def save_figures(cfg, out, encoder, decoder, x_test, history, rng):
+    n = 15
+    z = uniform_on_sphere(n * n, cfg.latent_dim, rng).astype("float32")
+    plotting.save_grid(decoder.predict(z, verbose=0), out / "samples.png", n=n,
+                       title="decoded from z uniform on the sphere")
+    originals = x_test[:50]
+    decoded = decoder.predict(encoder.predict(originals, verbose=0), verbose=0)
+    plotting.save_pairs(originals, decoded, out / "reconstructions.png",
+                        title="test digits (odd columns) and their decoded mu(x) (even)")
+    plotting.save_curves(history, out / "loss.png", ylabel="summed BCE (nats), KL left out")
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def log_importance_weights(encoder, decoder_logits, x, num_samples, rng, kappa):
+    """(n, K) array of log p(x|z) + log p(z) - log q(z|x) with z ~ q(z|x) = vMF(mu(x), kappa).
+
+    p(z) is uniform on the sphere (log C_d(0)); log q(z|x) = log C_d(kappa) + kappa <mu, z>.
+    """
+    mu = np.asarray(encoder(x, training=False), np.float64)
+    mu /= np.linalg.norm(mu, axis=-1, keepdims=True)
+    n, d = mu.shape
+    z = sample_vmf(np.repeat(mu[:, None], num_samples, axis=1), kappa, rng)
+    logits = decoder_logits(z.reshape(n * num_samples, d).astype("float32"), training=False)
+    log_px_z = evaluation.bernoulli_log_likelihood(np.repeat(x, num_samples, axis=0), logits)
+    log_px_z = np.asarray(log_px_z, np.float64).reshape(n, num_samples)
+    log_qz = log_vmf_normaliser(kappa, d) + kappa * np.sum(mu[:, None] * z, axis=-1)  # eq. 12
+    return log_px_z + log_vmf_normaliser(0.0, d) - log_qz
+
+
+def main(argv=None, callbacks=()):
+    """Train (or --load), then write the figures and metrics.json; returns the metrics.
+
+    `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
+    """
+    cfg, out = run.setup(Config, argv, "vae_vmf_keras", description=__doc__)
+    rng = np.random.default_rng(cfg.seed)
+    (x_train, _), (x_test, _) = run.load_data(cfg)
+    x_train = x_train.reshape(-1, ORIGINAL_DIM)
+    x_test = x_test.reshape(-1, ORIGINAL_DIM)
+    vae, encoder, decoder = build_models(cfg)
+
+    history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None),
+                                callbacks=callbacks)
+    evaluation_started = time.perf_counter()
+    save_figures(cfg, out, encoder, decoder, x_test, history, rng)
+
+    decoder_logits = evaluation.logits_model(decoder)
+    summary = run.history_summary(history)
+    kl = vmf_kl(cfg.kappa, cfg.latent_dim)
+    metrics = {
+        **summary,
+        "test_loss": summary["final_val_loss"],
+        "kl_constant": kl,
+        "test_neg_elbo": summary["final_val_loss"] + kl,
+        **evaluation.importance_sampled_nll(
+            lambda xb, k: log_importance_weights(encoder, decoder_logits, xb, k, rng, cfg.kappa),
+            x_test[: cfg.is_images], cfg.is_samples),
+    }
+    return run.finish(out, vae, metrics, evaluation_started)
+
+
+# ================================================================ the sampler's numerics
+# The vMF constants (KL, normaliser, mean cosine) and the inverse-CDF table of w that the
+# sampler layer gathers from; plain NumPy/SciPy, built once before training.
 
 
 def _log_iv(order, x):
@@ -80,7 +251,7 @@ def _log_iv(order, x):
 
 
 def log_vmf_normaliser(kappa, dims):
-    """log C_d(kappa) = (d/2 - 1) log kappa - (d/2) log 2pi - log I_{d/2-1}(kappa) (seed eq. 3).
+    """log C_d(kappa) = (d/2 - 1) log kappa - (d/2) log 2pi - log I_{d/2-1}(kappa) (eq. 3).
 
     At kappa = 0 it is minus the log area of S^(d-1): log Gamma(d/2) - log 2 - (d/2) log pi.
     """
@@ -91,7 +262,7 @@ def log_vmf_normaliser(kappa, dims):
 
 
 def mean_cosine(kappa, dims):
-    """A_d(kappa) = E[w] = E<mu, z> = I_{d/2}(kappa) / I_{d/2-1}(kappa) (seed eq. 4)."""
+    """A_d(kappa) = E[w] = E<mu, z> = I_{d/2}(kappa) / I_{d/2-1}(kappa) (eq. 4)."""
     if kappa == 0:
         return 0.0
     return math.exp(_log_iv(dims / 2, kappa) - _log_iv(dims / 2 - 1, kappa))
@@ -106,7 +277,7 @@ def vmf_kl(kappa, dims):
         - log_vmf_normaliser(0.0, dims)
 
 
-# ---------------------------------------------------------------- the table of w (seed eq. 8)
+# ---------------------------------------------------------------- the table of w (eq. 8)
 
 GRID_CELLS = 2**16      # trapezoid cells of the CDF over the angle
 QUANTILE_CELLS = 2**16  # equal-probability cells of the tabulated inverse CDF
@@ -127,7 +298,7 @@ def check_w_table_args(kappa, dims, size=1):
 
 @functools.lru_cache(maxsize=16)
 def w_quantile_grid(kappa, dims):
-    """The inverse CDF of w as arrays in the angle phi = arccos w (seed eq. 8).
+    """The inverse CDF of w as arrays in the angle phi = arccos w (eq. 8).
 
     With w = cos phi the density of eq. 8 becomes p(phi) ~ exp(kappa cos phi) sin^(d-2) phi on
     (0, pi): bounded and smooth for every d >= 2. It is tabulated on GRID_CELLS equal steps over
@@ -200,7 +371,7 @@ def w_quantile(u, kappa, dims):
 
 
 def sample_w(kappa, dims, size, rng, chunk=2**16):
-    """`size` independent draws of w (seed eq. 8) in float64, inverse CDF of uniforms from `rng`."""
+    """`size` independent draws of w (eq. 8) in float64, inverse CDF of uniforms from `rng`."""
     check_w_table_args(kappa, dims, int(np.prod(size)))
     grid = w_quantile_grid(kappa, dims)
     out = np.empty(size, np.float64)
@@ -216,8 +387,8 @@ def build_w_table(kappa, dims, size=10**6, seed=None):
     """The blog's table: `size` draws of w ~ exp(kappa w) (1 - w^2)^((d-3)/2) as a float64 array.
 
     Inverse-CDF draws through `w_quantile_grid`: for any d >= 2 and kappa >= 0 their CDF is
-    within ~2e-7 of the exact one (besides the rounding of w itself to float64), and the default
-    10^6 draws take ~0.02 s and ~4 MB beyond the table. Raises ValueError on bad arguments.
+    within ~2e-7 of the exact one (besides the rounding of w itself to float64), and the scratch
+    memory beyond the table stays a few MB. Raises ValueError on bad arguments.
     """
     check_w_table_args(kappa, dims, size)
     return sample_w(kappa, dims, size, np.random.default_rng(seed))
@@ -232,170 +403,6 @@ def sample_vmf(mu, kappa, rng):
     nu -= np.sum(nu * mu, axis=-1, keepdims=True) * mu              # again, for what rounding left
     nu /= np.linalg.norm(nu, axis=-1, keepdims=True)
     return w * mu + np.sqrt((1 - w) * (1 + w)) * nu                  # eq. 10
-
-
-# ---------------------------------------------------------------- layers
-
-
-@keras.saving.register_keras_serializable("vae_vmf_keras")
-class VMFSampling(layers.Layer):
-    """Reparameterised z ~ vMF(mu, kappa): z = w mu + sqrt(1 - w^2) nu (seed eq. 10, 14).
-
-    w is gathered from a table of `table_size` inverse-CDF draws (`build_w_table`) by integer
-    indices drawn uniformly at every call; nu = normalise(eps - <eps, mu> mu), eps ~ N(0, I), is
-    uniform on the unit vectors orthogonal to mu (eq. 11). The inputs mu must have unit norm.
-    The table is a constant rebuilt from (kappa, d = the input's last axis, table_size, seed),
-    so it is neither a weight nor part of the config. Samples in training and validation alike.
-    The arithmetic runs in float64: in float32, an eps nearly parallel to mu (not rare for
-    d = 2) leaves nu visibly off orthogonal, and sqrt(1 - w^2) loses digits when w is near 1.
-    """
-
-    def __init__(self, kappa=20.0, table_size=10**6, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        check_w_table_args(kappa, 2, table_size)
-        self.kappa = float(kappa)
-        self.table_size = int(table_size)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def build(self, input_shape):
-        self.dims = int(input_shape[-1])
-        self.w_table = ops.convert_to_tensor(
-            build_w_table(self.kappa, self.dims, self.table_size, self.seed), dtype="float64")
-
-    def sample_parts(self, mu):
-        """(w, nu) in float64: w of shape (batch, 1), nu a unit vector orthogonal to mu."""
-        mu = ops.cast(mu, "float64")
-        idx = keras.random.randint(ops.shape(mu)[:1], 0, self.table_size, dtype="int32",
-                                   seed=self.seed_generator)
-        w = ops.expand_dims(ops.take(self.w_table, idx, axis=0), -1)
-        eps = keras.random.normal(ops.shape(mu), dtype="float64", seed=self.seed_generator)
-        nu = eps - ops.sum(eps * mu, axis=-1, keepdims=True) * mu    # eq. 11
-        nu = nu - ops.sum(nu * mu, axis=-1, keepdims=True) * mu      # again, for what rounding left
-        return w, ops.normalize(nu, axis=-1, epsilon=1e-150)
-
-    def call(self, mu):
-        w, nu = self.sample_parts(mu)
-        z = w * ops.cast(mu, "float64") + ops.sqrt((1 - w) * (1 + w)) * nu  # eq. 10
-        return ops.cast(z, self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "kappa": self.kappa, "table_size": self.table_size,
-                "seed": self.seed}
-
-
-def summed_bce(x, x_decoded_mean):
-    """Binary cross-entropy summed over the pixels.
-
-    Keras on TensorFlow evaluates it from the logits that the decoder's sigmoid output carries
-    (in training and in the importance sampling alike), so it is not clipped at 1e-7.
-    """
-    return ops.sum(ops.binary_crossentropy(x, x_decoded_mean), axis=-1)
-
-
-@keras.saving.register_keras_serializable("vae_vmf_keras")
-class ReconstructionLoss(layers.Layer):
-    """Adds the mean over the batch of summed BCE(x, x_decoded_mean) as the model's loss.
-
-    The KL term is the constant `vmf_kl(kappa, d)` and is left out, as in the blog.
-    """
-
-    def call(self, inputs):
-        x, x_decoded_mean = inputs
-        self.add_loss(ops.mean(summed_bce(x, x_decoded_mean)))
-        return x_decoded_mean
-
-
-# ---------------------------------------------------------------- models
-
-
-def build_models(cfg):
-    """Return (vae, encoder, generator): encoder gives mu(x), the generator reuses the decoder."""
-    x = keras.Input(shape=(cfg.original_dim,), name="x")
-    h = layers.Dense(cfg.intermediate_dim, activation="relu")(x)
-    z_mean = layers.Dense(cfg.latent_dim)(h)
-    z_mean = layers.UnitNormalization(name="z_mean")(z_mean)        # mu(x) on S^(d-1)
-    z = VMFSampling(cfg.kappa, cfg.table_size, seed=cfg.seed, name="z")(z_mean)
-
-    decoder_h = layers.Dense(cfg.intermediate_dim, activation="relu", name="decoder_h")
-    decoder_mean = layers.Dense(cfg.original_dim, activation="sigmoid", name="decoder_mean")
-    x_decoded_mean = decoder_mean(decoder_h(z))
-    out = ReconstructionLoss(name="reconstruction_loss")([x, x_decoded_mean])
-
-    vae = keras.Model(x, out, name="vae_vmf")
-    vae.compile(optimizer="adam")
-    encoder = keras.Model(x, z_mean, name="encoder")
-    z_in = keras.Input(shape=(cfg.latent_dim,), name="z_sample")
-    generator = keras.Model(z_in, decoder_mean(decoder_h(z_in)), name="generator")
-    return vae, encoder, generator
-
-
-# ---------------------------------------------------------------- metrics and figures
-
-
-def log_importance_weights(encoder, generator, x, num_samples, kappa, rng):
-    """(n, K) array of log p(x|z) + log p(z) - log q(z|x) with z ~ q(z|x) = vMF(mu(x), kappa).
-
-    p(z) is uniform on the sphere (log C_d(0)); log q(z|x) = log C_d(kappa) + kappa <mu, z>.
-    """
-    mu = np.asarray(encoder(x, training=False), np.float64)
-    mu /= np.linalg.norm(mu, axis=-1, keepdims=True)
-    n, d = mu.shape
-    z = sample_vmf(np.repeat(mu[:, None], num_samples, axis=1), kappa, rng)
-    x_hat = generator(z.reshape(n * num_samples, d).astype("float32"), training=False)
-    x_rep = np.repeat(x, num_samples, axis=0)
-    log_px_z = -np.asarray(summed_bce(x_rep, x_hat), np.float64).reshape(n, num_samples)
-    log_qz = log_vmf_normaliser(kappa, d) + kappa * np.sum(mu[:, None] * z, axis=-1)  # eq. 12
-    return log_px_z + log_vmf_normaliser(0.0, d) - log_qz
-
-
-def uniform_on_sphere(n, d, rng):
-    """n points uniform on S^(d-1): normalised standard-normal vectors."""
-    z = rng.standard_normal((n, d))
-    return z / np.linalg.norm(z, axis=-1, keepdims=True)
-
-
-def save_figures(cfg, out, encoder, generator, x_test, history, rng):
-    n = 15
-    z = uniform_on_sphere(n * n, cfg.latent_dim, rng).astype("float32")
-    plotting.save_grid(generator.predict(z, verbose=0), out / "samples.png", n=n,
-                       title="decoded from z uniform on the sphere")
-    originals = x_test[:50]
-    decoded = generator.predict(encoder.predict(originals, verbose=0), verbose=0)
-    plotting.save_pairs(originals, decoded, out / "reconstructions.png",
-                        title="test digits (odd columns) and their decoded mu(x) (even)")
-    plotting.save_curves(history, out / "loss.png", ylabel="summed BCE (nats), KL left out")
-
-
-def main(argv=None):
-    cfg, out = run.setup(Config, argv, "vae_vmf_keras", description=__doc__)
-    (x_train, _), (x_test, _) = run.load_data(cfg)
-    x_train = x_train.reshape(-1, cfg.original_dim)
-    x_test = x_test.reshape(-1, cfg.original_dim)
-    vae, encoder, generator = build_models(cfg)
-
-    history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None))
-    rng = np.random.default_rng(cfg.seed)
-    save_figures(cfg, out, encoder, generator, x_test, history, rng)
-
-    nll, nll_se = run.importance_sampled_nll(
-        lambda xb, k: log_importance_weights(encoder, generator, xb, k, cfg.kappa, rng),
-        x_test[: cfg.is_images], cfg.is_samples)
-    summary = run.history_summary(history)
-    kl = vmf_kl(cfg.kappa, cfg.latent_dim)
-    metrics = {
-        **summary,
-        "kl_constant": kl,
-        "test_neg_elbo": summary["final_val_loss"] + kl,
-        "test_nll_is": nll,
-        "test_nll_is_stderr": nll_se,
-        "is_samples": cfg.is_samples,
-        "is_images": cfg.is_images,
-    }
-    return run.finish(out, vae, metrics)
 
 
 if __name__ == "__main__":

@@ -13,18 +13,20 @@ where ratio = float32 step rate / float32 matmul rate.
 Usage: python benchmarks/nice_throughput.py [--steps 60] [--train-epochs 0] [--out-dir DIR]
 """
 import argparse
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import common.run  # noqa: E402
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import nice  # noqa: E402
+from common import run  # noqa: E402
 
 
 def train_flops_per_sample(model):
@@ -59,7 +61,7 @@ def step_parts(cfg, repeats=20, batch=128):
     """
     keras.utils.set_random_seed(0)
     encoder, _ = nice.build_models(cfg)
-    x = tf.constant(np.random.default_rng(0).random((batch, cfg.original_dim), dtype=np.float32))
+    x = tf.constant(np.random.default_rng(0).random((batch, nice.ORIGINAL_DIM), dtype=np.float32))
     weights = encoder.trainable_variables
     encoder.optimizer.build(weights)
 
@@ -118,7 +120,7 @@ def main():
     args = parser.parse_args()
     if args.steps < 1 or args.train_epochs < 0:
         parser.error("--steps must be >= 1 and --train-epochs >= 0")
-    print(f"machine: {common.run.machine()}", flush=True)
+    print(f"machine: {run.machine()}", flush=True)
     mm_s, mm_flops = matmul_seconds()
     f32_s, step_flops = step_seconds("float32", args.steps)
     bf16_s, _ = step_seconds("bfloat16", args.steps)

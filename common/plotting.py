@@ -1,6 +1,4 @@
 """Figures: image grids and per-epoch curves, saved as PNG with matplotlib's Agg backend."""
-import csv
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -33,15 +31,6 @@ def save_pairs(originals, reconstructions, path, n=10, title="test digits (odd c
     a = np.asarray(originals, np.float32).reshape(-1, 28, 28)[:half]
     b = np.asarray(reconstructions, np.float32).reshape(-1, 28, 28)[:half]
     save_grid(np.stack([a, b], axis=1).reshape(-1, 28, 28), path, n=n, title=title)
-
-
-def read_history(path):
-    """history.csv (Keras' CSVLogger) as a dict of column name -> float array."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = {k: np.array([float("nan") if r[k] == "NA" else float(r[k]) for r in rows])
-               for k in (rows[0] if rows else {})}
-    return {k: v for k, v in columns.items() if not np.all(np.isnan(v))}  # drop NA-only columns
 
 
 def save_curves(history, path, keys=("loss", "val_loss"), ylabel="loss", twin=None, title=None,

@@ -1,7 +1,7 @@
-"""The README's results table, generated from results/*/metrics.json (never typed by hand).
+"""The README's results table and benchmark lines, generated from results/ (never typed by hand).
 
-    python -m common.report           # print the table
-    python -m common.report --write   # replace the table between the markers in README.md
+    python -m common.report           # print the results table
+    python -m common.report --write   # replace both between their markers in README.md
 """
 import json
 import sys
@@ -11,6 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+BENCH_START, BENCH_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 
 # (results folder, label, blog's figure for its own loss)
 MODELS = [
@@ -24,8 +25,43 @@ MODELS = [
 ]
 
 
+# Every key a metrics.json may hold, the same name for the same quantity in every script.
+METRICS = {
+    "epochs": "training epochs run",
+    "final_loss": "training loss of the last epoch (the blog's loss, constants left out)",
+    "final_val_loss": "test-set loss after the last epoch (the blog's validation loss)",
+    "best_val_loss": "lowest test-set loss over the epochs",
+    "best_epoch": "epoch (from 1) of best_val_loss",
+    "seconds_per_epoch": "mean wall time of a training epoch, validation included",
+    "train_seconds": "wall time of all training epochs",
+    "eval_seconds": "wall time of the figures and metrics after training",
+    "test_loss": "the blog's loss on the test set for the weights evaluated (NICE: the best "
+                 "epoch's; the VAEs: the last epoch's)",
+    "kl_constant": "nats of the KL that the blog's loss leaves out (a constant)",
+    "test_neg_elbo": "test -ELBO in nats with every constant (Gumbel-Softmax: of the discrete "
+                     "model, by sampling)",
+    "test_neg_elbo_stderr": "standard error of test_neg_elbo where it is a sampled estimate",
+    "test_relaxed_neg_elbo": "Gumbel-Softmax: final_val_loss + kl_constant (relaxed codes)",
+    "test_nll": "test negative log-likelihood in nats (VAEs: importance sampled; NICE: exact)",
+    "test_nll_stderr": "standard error of the importance-sampled test_nll",
+    "is_samples": "importance samples K per test image",
+    "is_images": "test images in the importance-sampled estimates",
+    "test_bits_per_dim": "NICE: (test_nll + 784 ln 256) / (784 ln 2)",
+    "final_tau": "Gumbel-Softmax: tau of the last training batch",
+    "precision": "NICE: float32 or bfloat16 matrix products",
+    "trainable_params": "trained weights",
+    "machine": "CPU the run's timings come from",
+}
+
+
 def fmt(value, digits=1):
     return "—" if value is None else f"{value:.{digits}f}".replace("-", "−")
+
+
+def run_minutes(m):
+    if "eval_seconds" not in m:
+        return f"{fmt(m['train_seconds'] / 60)} + —"
+    return f"{fmt(m['train_seconds'] / 60)} + {fmt(m['eval_seconds'] / 60)}"
 
 
 def row(folder, label, blog):
@@ -33,36 +69,48 @@ def row(folder, label, blog):
     if not path.exists():
         return None
     m = json.loads(path.read_text())
-    loss = m.get("best_val_loss", m.get("final_val_loss"))
-    elbo = m.get("test_neg_elbo", m.get("test_discrete_neg_elbo"))
-    if "final_val_relaxed_neg_elbo" in m:
-        elbo_text = (f"{fmt(m['final_val_relaxed_neg_elbo'])} relaxed; "
-                     f"{fmt(m['test_discrete_neg_elbo'])} discrete")
-    else:
-        elbo_text = fmt(elbo)
-    nll = m.get("test_nll_is", m.get("test_nll_nats"))
-    bpd = m.get("test_bits_per_dim")
-    return (f"| {label} | {m['epochs']} | {fmt(loss, 2)} | {blog} | {elbo_text} | {fmt(nll, 2)} | "
-            f"{fmt(bpd, 3)} | {fmt(m.get('seconds_per_epoch'))} |")
+    elbo_text = fmt(m.get("test_neg_elbo"))
+    if "test_relaxed_neg_elbo" in m:
+        elbo_text = f"{fmt(m['test_relaxed_neg_elbo'])} relaxed; {elbo_text} discrete"
+    return (f"| {label} | {m['epochs']} | {fmt(m['test_loss'], 2)} | {blog} | {elbo_text} | "
+            f"{fmt(m['test_nll'], 2)} | {fmt(m.get('test_bits_per_dim'), 3)} | "
+            f"{fmt(m['seconds_per_epoch'])} | {run_minutes(m)} |")
 
 
 def table():
     lines = ["| model | epochs | our loss as the blog computes it (test set) | blog | test −ELBO, "
-             "nats, all constants | test NLL, nats | bits/dim | s/epoch (2 CPU cores) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "nats, all constants | test NLL, nats | bits/dim | s/epoch | minutes: training + "
+             "evaluation |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [r for r in (row(*m) for m in MODELS) if r]
     return "\n".join(lines)
 
 
+def benchmarks():
+    """Each committed benchmark output's machine line and its final key=value line."""
+    blocks = []
+    for path in sorted((REPO / "results" / "benchmarks").glob("*.txt")):
+        lines = path.read_text().strip().splitlines()
+        machine = next((l for l in lines if l.startswith("machine:")), "machine: not recorded")
+        blocks.append(f"{path.relative_to(REPO)} ({machine})\n    {lines[-1]}")
+    return "\n".join(blocks)
+
+
+def replace_between(doc, start, end, text):
+    head, rest = doc.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{text}\n{end}{tail}"
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    text = table()
+    text, bench = table(), benchmarks()
     if "--write" in argv:
         readme = REPO / "README.md"
-        doc = readme.read_text()
-        head, rest = doc.split(START)
-        _, tail = rest.split(END)
-        readme.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+        doc = replace_between(readme.read_text(), START, END, text)
+        if BENCH_START in doc:
+            doc = replace_between(doc, BENCH_START, BENCH_END, f"```\n{bench}\n```")
+        readme.write_text(doc)
     print(text)
 
 

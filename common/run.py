@@ -3,10 +3,11 @@
 A script describes its settings as a frozen dataclass deriving from `RunConfig`; each field is
 declared with `arg(default, help, ...)`, whose help text and bounds become the `--help` and
 the validation of the command line. `train` wraps `Model.fit` with what every run needs: the
-progress bar, resume after an interruption, a per-epoch `history.csv`, the time per epoch, and
-a clean stop when the loss turns NaN.
+progress bar, resume after an interruption, a per-epoch `history.csv`, the time per epoch,
+optionally the weights of the best validation epoch, and a clean stop when the loss turns NaN.
 """
 import argparse
+import csv
 import dataclasses
 import json
 import math
@@ -20,8 +21,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-
-from common.plotting import read_history
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -168,23 +167,43 @@ def _trim_history(csv_path, epochs_done):
     csv_path.write_text("".join(lines[: 1 + epochs_done]))
 
 
+def read_history(path):
+    """history.csv (Keras' CSVLogger) as a dict of column name -> float array."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = {k: np.array([float("nan") if r[k] == "NA" else float(r[k]) for r in rows])
+               for k in (rows[0] if rows else {})}
+    return {k: v for k, v in columns.items() if not np.all(np.isnan(v))}  # drop NA-only columns
+
+
+WEIGHTS = "model.weights.h5"
 PARTIAL_HISTORY = "history.partial.csv"
+PARTIAL_BEST = "best.partial.weights.h5"
 
 
-def partial_history(out):
-    """The epochs an interrupted run has finished (empty if there is nothing to resume)."""
-    path = out / PARTIAL_HISTORY
-    return read_history(path) if (out / "backup").exists() and path.exists() else {}
+class KeepBest(keras.callbacks.Callback):
+    """Save the weights whenever val_loss improves; `best` carries the record across a resume."""
+
+    def __init__(self, path, best=math.inf):
+        super().__init__()
+        self.path, self.best = path, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs["val_loss"] < self.best:
+            self.best = logs["val_loss"]
+            save_weights(self.model, self.path)
 
 
-def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), weights="model.weights.h5"):
+def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_best=False):
     """`model.fit` with resume, history.csv, epoch timing and a NaN guard; saves the weights.
 
     Killed and started again with the same command, a run continues after its last finished
     epoch (Keras' BackupAndRestore in `out/backup/`). Until the run finishes, its epochs go to
     `history.partial.csv`; only then do `history.csv`, `config.json` and the weights replace an
-    earlier run's, so a run that is killed or diverges leaves the earlier outputs whole. Returns
-    the full history as a dict of arrays, resumed epochs included.
+    earlier run's, so a run that is killed or diverges leaves the earlier outputs whole. With
+    `keep_best`, the weights saved (and left in the model) are those of the epoch with the lowest
+    validation loss; otherwise the last epoch's. Returns the full history as a dict of arrays,
+    resumed epochs included.
     """
     build_optimizer(model)  # so that a resume restores the optimizer's state too
     backup = out / "backup"
@@ -196,7 +215,12 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), weight
         _trim_history(partial, done)
     elif partial.exists():
         partial.unlink()
-    cbs = [EpochTimer(), *callbacks, StopOnNaN(),
+    extra = []
+    if keep_best:
+        previous = read_history(partial) if meta.exists() and partial.exists() else {}
+        best = float(np.min(previous["val_loss"])) if len(previous.get("val_loss", [])) else math.inf
+        extra.append(KeepBest(out / PARTIAL_BEST, best))
+    cbs = [EpochTimer(), *callbacks, *extra, StopOnNaN(),
            keras.callbacks.BackupAndRestore(str(backup)),
            keras.callbacks.CSVLogger(str(partial), append=True)]
     try:
@@ -205,30 +229,14 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), weight
     except TrainingDiverged as e:
         fail(f"{e}; training stopped. Earlier outputs in {out} are untouched; this run's finished "
              f"epochs are in {backup} and {partial.name} (lower the learning rate or change --seed)")
-    save_weights(model, out / weights)
+    if keep_best:
+        os.replace(out / PARTIAL_BEST, out / WEIGHTS)
+        load_weights(model, out / WEIGHTS)
+    else:
+        save_weights(model, out / WEIGHTS)
     write_json(out / "config.json", dataclasses.asdict(cfg))
     os.replace(partial, out / "history.csv")
     return read_history(out / "history.csv")
-
-
-def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):
-    """Mean over images of -log (1/K) sum_k exp(log_weights), with its standard error.
-
-    `log_weights(x_chunk, K)` returns an (n, K) array of log p(x|z_k) + log p(z_k) - log q(z_k|x)
-    for z_k ~ q(z|x); images are processed in chunks of about `chunk_samples` decoded samples.
-    """
-    from scipy.special import logsumexp
-
-    per_chunk = max(1, chunk_samples // num_samples)
-    nll = []
-    print(f"test NLL by importance sampling: {len(x)} images x {num_samples} samples")
-    progress = keras.utils.Progbar(len(x), unit_name="image")
-    for i in range(0, len(x), per_chunk):
-        lw = np.asarray(log_weights(x[i:i + per_chunk], num_samples), dtype=np.float64)
-        nll.append(np.log(num_samples) - logsumexp(lw, axis=1))
-        progress.add(len(lw))
-    nll = np.concatenate(nll)
-    return float(nll.mean()), float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0
 
 
 def build_optimizer(model):
@@ -257,20 +265,23 @@ def load_weights(model, path):
 
 
 def history_summary(history):
-    """Final losses, epochs run and mean seconds per epoch from a history dict."""
-    summary = {"epochs": int(len(history["loss"]))}
-    for k in ("loss", "val_loss"):
-        if k in history:
-            summary[f"final_{k}"] = float(history[k][-1])
-    if "epoch_seconds" in history:
-        summary["seconds_per_epoch"] = float(np.mean(history["epoch_seconds"]))
-    return summary
+    """The metrics read off a history (common.report.METRICS names them)."""
+    best = int(np.argmin(history["val_loss"]))
+    return {
+        "epochs": int(len(history["loss"])),
+        "final_loss": float(history["loss"][-1]),
+        "final_val_loss": float(history["val_loss"][-1]),
+        "best_val_loss": float(history["val_loss"][best]),
+        "best_epoch": int(history["epoch"][best]) + 1,
+        "seconds_per_epoch": float(np.mean(history["epoch_seconds"])),
+        "train_seconds": float(np.sum(history["epoch_seconds"])),
+    }
 
 
 def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
     """With --load, the saved weights and history of an earlier run; otherwise `train` them."""
     if cfg.load:
-        load_weights(model, out / "model.weights.h5")
+        load_weights(model, out / WEIGHTS)
         return read_history(out / "history.csv")
     return train(model, cfg, out, x, y, **train_kwargs)
 
@@ -293,9 +304,13 @@ def machine(cpuinfo="/proc/cpuinfo"):
     return f"{name}, {cores} cores, {' '.join(units) or 'no AVX-512 or AMX'}"
 
 
-def finish(out, model, metrics):
-    """Add the parameter count and the machine; write metrics.json, print it and return it."""
-    metrics = {**metrics, "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+def finish(out, model, metrics, evaluation_started):
+    """Add the evaluation time, parameter count and machine; write metrics.json, print, return it.
+
+    `evaluation_started` is the `time.perf_counter()` at which training (or loading) ended.
+    """
+    metrics = {**metrics, "eval_seconds": time.perf_counter() - evaluation_started,
+               "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                "machine": machine()}
     write_json(out / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))

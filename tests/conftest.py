@@ -9,10 +9,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 from common import run  # noqa: E402
+from simulate import KillAt  # noqa: E402
 
 
 @pytest.fixture
-def killed_then_resumed(monkeypatch):
+def killed_then_resumed():
     """Run a script's `main(argv)` for 2 epochs, killed as its second epoch starts, then again.
 
     Checks that the kill left a backup, that the second run trained only the second epoch and
@@ -20,32 +21,23 @@ def killed_then_resumed(monkeypatch):
     second run's metrics. `before_resume()` runs between the two, if given.
     """
     def check(main, argv, out, before_resume=None):
-        started, killed = [], []
-        real_begin = run.StopOnNaN.on_epoch_begin
-
-        def on_epoch_begin(self, epoch, logs=None):
-            started.append(epoch)
-            if epoch == 1 and not killed:  # simulate a kill once; the resumed run gets through
-                killed.append(epoch)
-                raise KeyboardInterrupt
-            return real_begin(self, epoch, logs)
-
-        monkeypatch.setattr(run.StopOnNaN, "on_epoch_begin", on_epoch_begin)
+        kill = KillAt(1)
         with pytest.raises(KeyboardInterrupt):
-            main(argv)
-        assert (out / "backup").is_dir()
+            main(argv, callbacks=[kill])
+        assert kill.started == [0, 1] and (out / "backup").is_dir()
         # a killed run publishes nothing: its epochs wait in the partial history
         assert not (out / "history.csv").exists() and not (out / "config.json").exists()
-        first_row = (out / run.PARTIAL_HISTORY).read_text().splitlines()[1]
-        started.clear()
+        first_epoch = run.read_history(out / run.PARTIAL_HISTORY)
+        kill.started.clear()
         if before_resume:
             before_resume()
-        metrics = main(argv)
-        assert started == [1]  # resumed: only the second epoch ran
-        rows = (out / "history.csv").read_text().splitlines()
-        assert len(rows) == 3 and rows[1] == first_row
+        metrics = main(argv, callbacks=[kill])
+        assert kill.started == [1]  # resumed: only the second epoch ran
+        history = run.read_history(out / "history.csv")
+        assert list(history["epoch"]) == [0, 1]
+        for column, values in first_epoch.items():
+            assert list(values) == [history[column][0]], column
         assert not (out / "backup").exists() and not (out / run.PARTIAL_HISTORY).exists()
-        monkeypatch.setattr(run.StopOnNaN, "on_epoch_begin", real_begin)
         return metrics
 
     return check

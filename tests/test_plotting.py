@@ -18,15 +18,6 @@ def test_grid_refuses_too_few_images():
         plotting.tile(np.zeros((8, 28, 28)), 3)
 
 
-def test_read_history_parses_and_drops_empty_columns(tmp_path):
-    path = tmp_path / "history.csv"
-    path.write_text("epoch,loss,val_loss,tau\n0,3.5,4.0,NA\n1,2.5,NA,NA\n")
-    history = plotting.read_history(path)
-    assert set(history) == {"epoch", "loss", "val_loss"}
-    np.testing.assert_array_equal(history["loss"], [3.5, 2.5])
-    assert np.isnan(history["val_loss"][1])
-
-
 @pytest.mark.parametrize("blow_up, cut", [(5.0, False), (1e6, True)])
 def test_curves_cut_the_axis_only_above_top(tmp_path, monkeypatch, blow_up, cut):
     figures = []

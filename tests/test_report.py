@@ -15,25 +15,26 @@ def repo(tmp_path, monkeypatch):
 def write_metrics(repo, folder, **metrics):
     path = repo / "results" / folder / "metrics.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"epochs": 30, "seconds_per_epoch": 12.34, **metrics}))
+    path.write_text(json.dumps({"epochs": 30, "seconds_per_epoch": 12.34, "train_seconds": 370.2,
+                                **metrics}))
 
 
 def test_rows_come_from_metrics_and_skip_missing_runs(repo):
-    write_metrics(repo, "vae_vmf_keras", final_val_loss=151.1234, test_neg_elbo=154.38,
-                  test_nll_is=139.4622)
-    write_metrics(repo, "nice", best_val_loss=-1932.1952, final_val_loss=-1913.0,
-                  test_nll_nats=-1211.747, test_bits_per_dim=5.77018)
+    write_metrics(repo, "vae_vmf_keras", test_loss=151.1234, test_neg_elbo=154.38,
+                  test_nll=139.4622, eval_seconds=61.0)
+    write_metrics(repo, "nice", test_loss=-1932.1952, final_val_loss=-1913.0,
+                  test_nll=-1211.747, test_bits_per_dim=5.77018)
     lines = report.table().splitlines()
     assert len(lines) == 4  # header, rule and the two runs present; the others are skipped
     assert lines[2] == ("| vMF-VAE, `vae_vmf_keras.py` | 30 | 151.12 | none given | 154.4 | 139.46 "
-                        "| — | 12.3 |")
-    # NICE reports its best epoch, with a true minus sign
+                        "| — | 12.3 | 6.2 + 1.0 |")
+    # NICE reports the loss of the weights it kept, with a true minus sign
     assert lines[3].startswith("| NICE, `nice.py` | 30 | −1932.20 | about −2200")
-    assert lines[3].endswith("| — | −1211.75 | 5.770 | 12.3 |")
+    assert lines[3].endswith("| — | −1211.75 | 5.770 | 12.3 | 6.2 + — |")
 
 
 def test_write_replaces_only_the_marked_table(repo, capsys):
-    write_metrics(repo, "vae_keras", final_val_loss=151.8, test_neg_elbo=151.8, test_nll_is=148.43)
+    write_metrics(repo, "vae_keras", test_loss=151.8, test_neg_elbo=151.8, test_nll=148.43)
     readme = repo / "README.md"
     readme.write_text(f"intro\n{report.START}\nstale table\n{report.END}\nafter\n")
     report.main(["--write"])
@@ -42,3 +43,16 @@ def test_write_replaces_only_the_marked_table(repo, capsys):
     assert text.startswith(f"intro\n{report.START}\n| model |") and text.endswith(f"{report.END}\nafter\n")
     assert "| Gaussian VAE, `vae_keras.py` | 30 | 151.80 |" in text
     assert "151.80" in capsys.readouterr().out
+
+
+def test_committed_metrics_use_one_schema():
+    """Every results/**/metrics.json names its quantities from report.METRICS, and holds the
+    keys every model reports."""
+    files = sorted((report.REPO / "results").glob("**/metrics.json"))
+    assert len(files) >= 4
+    common = {"epochs", "final_loss", "final_val_loss", "best_val_loss", "best_epoch",
+              "seconds_per_epoch", "train_seconds", "test_loss", "test_nll", "trainable_params"}
+    for path in files:
+        keys = set(json.loads(path.read_text()))
+        assert keys <= set(report.METRICS), (path, keys - set(report.METRICS))
+        assert common <= keys, (path, common - keys)

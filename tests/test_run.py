@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import run
+from common import evaluation, run
+from simulate import KillAt
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,12 +111,36 @@ def test_unreadable_weights_give_clear_error(tmp_path):
 
 def test_importance_sampled_nll_log_mean_exp():
     lw = np.log(np.array([[1.0, 3.0], [2.0, 2.0], [0.5, 1.5]]))
-    nll, se = run.importance_sampled_nll(lambda x, k: lw[x], np.arange(3), 2, chunk_samples=4)
-    np.testing.assert_allclose(nll, -np.mean(np.log([2.0, 2.0, 1.0])))
-    assert se > 0
+    m = evaluation.importance_sampled_nll(lambda x, k: lw[x], np.arange(3), 2, chunk_samples=4)
+    nll = -np.log([2.0, 2.0, 1.0])
+    np.testing.assert_allclose(m["test_nll"], nll.mean())
+    np.testing.assert_allclose(m["test_nll_stderr"], nll.std(ddof=1) / np.sqrt(3))
+    assert (m["is_samples"], m["is_images"]) == (2, 3)
 
 
-def test_resume_restores_weights_and_optimizer_state(tmp_path, monkeypatch):
+def test_bernoulli_log_likelihood_from_logits():
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 4, 5)).astype("float32")
+    logits = rng.normal(0, 3, (3, 4, 5)).astype("float32")
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    by_hand = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=(1, 2))
+    np.testing.assert_allclose(np.asarray(evaluation.bernoulli_log_likelihood(x, logits)),
+                               by_hand, rtol=1e-5)
+    # no clipping: a pixel the decoder is sure of keeps its exact log-likelihood
+    sure = np.asarray(evaluation.bernoulli_log_likelihood(np.zeros((1, 1)), np.full((1, 1), 40.0)))
+    assert sure[0] == pytest.approx(-40.0, rel=1e-6)
+
+
+def test_read_history_parses_and_drops_empty_columns(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss,tau\n0,3.5,4.0,NA\n1,2.5,NA,NA\n")
+    history = run.read_history(path)
+    assert set(history) == {"epoch", "loss", "val_loss"}
+    np.testing.assert_array_equal(history["loss"], [3.5, 2.5])
+    assert np.isnan(history["val_loss"][1])
+
+
+def test_resume_restores_weights_and_optimizer_state(tmp_path):
     import keras
 
     def model():
@@ -127,19 +152,12 @@ def test_resume_restores_weights_and_optimizer_state(tmp_path, monkeypatch):
     x = np.random.default_rng(0).random((40, 3)).astype("float32")
     y = x.sum(1, keepdims=True)
     cfg = run.RunConfig(epochs=3, batch_size=10)
-    calls = []
-
-    def kill_in_third_epoch(self, epoch, logs=None):
-        calls.append(epoch)
-        if epoch == 2 and len(calls) == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(run.StopOnNaN, "on_epoch_begin", kill_in_third_epoch)
+    kill = KillAt(2)
     with pytest.raises(KeyboardInterrupt):
-        run.train(model(), cfg, tmp_path, x, y)
+        run.train(model(), cfg, tmp_path, x, y, callbacks=[kill])
     resumed = model()
-    history = run.train(resumed, cfg, tmp_path, x, y)
-    assert calls == [0, 1, 2, 2]
+    history = run.train(resumed, cfg, tmp_path, x, y, callbacks=[kill])
+    assert kill.started == [0, 1, 2, 2]
     assert int(resumed.optimizer.iterations.numpy()) == 12  # 3 epochs x 4 batches, not 4
     assert len(history["loss"]) == 3 and np.all(np.isfinite(history["loss"]))
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import vae_keras
-from common import run
+from common import evaluation, run
 
 QUICK = ["--subset", "2000", "--epochs", "2", "--is-images", "50", "--is-samples", "100"]
 
@@ -45,15 +45,18 @@ def test_importance_sampling_bounds_on_a_trained_toy_model():
     cfg = vae_keras.Config(subset=2000)
     (x_train, _), (x_test, _) = run.load_data(cfg)
     x_train, x = x_train.reshape(-1, 784), x_test[:64].reshape(-1, 784)
-    vae, encoder, generator = vae_keras.build_models(cfg)
+    vae, encoder, decoder = vae_keras.build_models(cfg)
     vae.fit(x_train, epochs=2, batch_size=100, verbose=0)
-    lw = vae_keras.log_importance_weights(encoder, generator, x, 2000)
+    rng = np.random.default_rng(0)
+    decoder_logits = evaluation.logits_model(decoder)
+    lw = vae_keras.log_importance_weights(encoder, decoder_logits, x, 2000, rng)
     # E_q[log w] is the ELBO, so its mean must agree with the training loss (BCE + closed-form KL)
     neg_elbo = -lw.mean(1)
     loss_estimate = np.mean([float(vae.evaluate(x, verbose=0, batch_size=64)) for _ in range(20)])
     assert abs(neg_elbo.mean() - loss_estimate) < 1.0
-    nll, _ = run.importance_sampled_nll(
-        lambda xb, k: vae_keras.log_importance_weights(encoder, generator, xb, k), x, 500)
+    nll = evaluation.importance_sampled_nll(
+        lambda xb, k: vae_keras.log_importance_weights(encoder, decoder_logits, xb, k, rng),
+        x, 500)["test_nll"]
     assert nll <= neg_elbo.mean()
     assert nll > neg_elbo.mean() - 30  # a sane gap, not a broken weight
 
@@ -62,14 +65,14 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
     out = tmp_path / "run"
     argv = QUICK + ["--out-dir", str(out)]
     metrics = killed_then_resumed(vae_keras.main, argv, out)
-    rows = (out / "history.csv").read_text().splitlines()
     for name in ("latent_scatter.png", "manifold.png", "loss.png", "metrics.json", "history.csv",
                  "config.json", "model.weights.h5"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == metrics
-    assert metrics["epochs"] == 2 and np.isfinite(metrics["test_nll_is"])
-    losses = [float(r.split(",")[rows[0].split(",").index("loss")]) for r in rows[1:]]
+    assert metrics["epochs"] == 2 and np.isfinite(metrics["test_nll"])
+    assert metrics["test_loss"] == metrics["test_neg_elbo"] == metrics["final_val_loss"]
+    losses = run.read_history(out / "history.csv")["loss"]
     assert np.all(np.isfinite(losses)) and losses[1] < losses[0]
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
 

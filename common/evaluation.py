@@ -1,0 +1,55 @@
+"""Evaluation the three VAEs share: log p(x|z) from the decoder's logits and the importance-sampled NLL.
+
+Every VAE scores an image the way it trains: the pixel intensities x in [0, 1] (x / 255) are
+the targets of independent Bernoulli means sigmoid(logits), as in the blog, and the sum over
+pixels is computed from the logits, never clipped. The same function serves the loss layers
+(inside the compiled training step) and the metrics.
+"""
+import keras
+import numpy as np
+from keras import ops
+from scipy.special import logsumexp
+
+LOGITS_LAYER = "x_logits"  # the decoder's last layer before its sigmoid
+
+
+def bernoulli_log_likelihood(x, logits):
+    """log p(x|z) = sum over pixels of x log s(l) + (1 - x) log(1 - s(l)), one value per image.
+
+    `x` and `logits` have the same shape, (batch, ...); s is the sigmoid. Keras ops, so it runs
+    in a compiled step or eagerly on arrays.
+    """
+    cross_entropy = ops.binary_crossentropy(x, logits, from_logits=True)
+    return -ops.sum(ops.reshape(cross_entropy, (ops.shape(logits)[0], -1)), axis=-1)
+
+
+def logits_model(decoder):
+    """A model from codes to the logits behind the decoder's sigmoid (its `x_logits` layer)."""
+    return keras.Model(decoder.input, decoder.get_layer(LOGITS_LAYER).output,
+                       name=f"{decoder.name}_logits")
+
+
+def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):
+    """Test NLL by importance sampling: mean over images of -log (1/K) sum_k exp(log w_k).
+
+    `log_weights(x_chunk, K)` returns an (n, K) array of log p(x|z_k) + log p(z_k) - log q(z_k|x)
+    for z_k ~ q(z|x); images are processed in chunks of about `chunk_samples` decoded samples.
+    Returns the metrics `test_nll`, `test_nll_stderr`, `is_samples`, `is_images`.
+    """
+    per_chunk = max(1, chunk_samples // num_samples)
+    nll = []
+    print(f"test NLL by importance sampling: {len(x)} images x {num_samples} samples")
+    progress = keras.utils.Progbar(len(x), unit_name="image")
+    for i in range(0, len(x), per_chunk):
+        lw = np.asarray(log_weights(x[i:i + per_chunk], num_samples), dtype=np.float64)
+        nll.append(np.log(num_samples) - logsumexp(lw, axis=1))
+        progress.add(len(lw))
+    nll = np.concatenate(nll)
+    return {"test_nll": float(nll.mean()), "test_nll_stderr": standard_error(nll),
+            "is_samples": int(num_samples), "is_images": int(len(nll))}
+
+
+def standard_error(values):
+    """Standard error of the mean of per-image values (0 for a single image)."""
+    values = np.asarray(values, np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0

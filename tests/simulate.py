@@ -1,0 +1,19 @@
+"""Faults simulated for the tests."""
+import keras
+
+
+class KillAt(keras.callbacks.Callback):
+    """Simulates a kill (KeyboardInterrupt) as epoch `epoch` (from 0) starts, once.
+
+    `started` lists every epoch that began while the callback was attached.
+    """
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch, self.fired, self.started = epoch, False, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started.append(epoch)
+        if epoch == self.epoch and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
