@@ -248,7 +248,8 @@ def build_models(cfg, dim=ORIGINAL_DIM):
     encoder = keras.Model(x_in, encode(blocks, scale, x), name="nice_encoder")
     # No XLA: TensorFlow's own (oneDNN) matrix products are faster here than XLA's, and the
     # fused optimizer already makes the update a single pass (benchmarks/nice_throughput.py).
-    encoder.compile(optimizer=FusedAdam(cfg.learning_rate), loss=gaussian_loss, jit_compile=False)
+    run.compile_model(encoder, cfg, FusedAdam(cfg.learning_rate),
+                      plain_optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=gaussian_loss)
     z_in = keras.Input(shape=(dim,), name="z")
     generator = keras.Model(z_in, decode(blocks, scale, z_in), name="nice_generator")
     return encoder, generator

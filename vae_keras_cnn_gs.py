@@ -83,8 +83,9 @@ class GumbelSoftmax(layers.Layer):
 
     g = -log(-log(u + eps) + eps), u ~ U(0, 1), is Gumbel noise, so argmax(logits + g) is a
     class drawn with probabilities softmax(logits) (Gumbel-Max). tau is a non-trainable weight
-    read at every call, so assigning it changes what an already compiled step computes.
-    Samples in training and validation alike, as the blog's graph does.
+    read at every call, so assigning it changes what an already compiled step computes. Once
+    `anneal` has given it a schedule, every training call first sets tau from the schedule and
+    the current step count. Samples in training and validation alike, as the blog's graph does.
     """
 
     def __init__(self, tau=1.0, seed=None, **kwargs):
@@ -94,8 +95,15 @@ class GumbelSoftmax(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.tau = self.add_weight(shape=(), name="tau", trainable=False,
                                    initializer=keras.initializers.Constant(self.initial_tau))
+        self.schedule = None
 
-    def call(self, logits):
+    def anneal(self, tau_at, step):
+        """From now on, a training call sets tau = tau_at(step) first (`step`: a variable)."""
+        self.schedule = lambda: tau_at(ops.cast(step, "float64"))  # read when the step runs
+
+    def call(self, logits, training=False):
+        if training and self.schedule is not None:
+            self.tau.assign(ops.cast(self.schedule(), self.tau.dtype))
         u = keras.random.uniform(ops.shape(logits), seed=self.seed_generator)
         g = -ops.log(-ops.log(u + EPSILON) + EPSILON)
         return ops.softmax((logits + g) / ops.cast(self.tau, logits.dtype), axis=-1)
@@ -135,11 +143,13 @@ class GumbelVAELoss(layers.Layer):
 
 
 class TauAnnealing(keras.callbacks.Callback):
-    """Sets the layer's tau before every training batch; adds `tau` to the epoch logs.
+    """The blog's tau schedule: before training batch t, tau = tau_min + (tau_max - tau_min) decay^t.
 
-    Before the t-th batch (t = the optimizer's step count, so it survives a resume)
-    tau = tau_min + (tau_max - tau_min) * decay^t. At an epoch's end `logs["tau"]` is the tau of
-    its last batch, which the validation pass also uses.
+    The blog's callback sets tau from Python before every batch. This one hands the schedule to
+    the layer when training begins, and the layer evaluates it inside the compiled step from t =
+    the optimizer's step count: so it holds for every batch when several batches run per call,
+    and survives a resume. At an epoch's start it prints tau; at its end `logs["tau"]` is the tau
+    of its last batch, which the validation pass also uses.
     """
 
     def __init__(self, layer, tau_max=1.0, tau_min=0.01, decay=0.999):
@@ -149,16 +159,14 @@ class TauAnnealing(keras.callbacks.Callback):
     def tau_at(self, t):
         return self.tau_min + (self.tau_max - self.tau_min) * self.decay ** t
 
-    def _update(self):
-        tau = self.tau_at(int(ops.convert_to_numpy(self.model.optimizer.iterations)))
-        self.layer.tau.assign(tau)
-        return tau
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._update()
+    def on_train_begin(self, logs=None):
+        self.layer.anneal(self.tau_at, self.model.optimizer.iterations)
+        self.model.make_train_function(force=True)  # a step traced before would skip the schedule
 
     def on_epoch_begin(self, epoch, logs=None):
-        print(f"epoch: {epoch + 1}, tau: {self._update():.5f}")
+        tau = self.tau_at(int(ops.convert_to_numpy(self.model.optimizer.iterations)))
+        self.layer.tau.assign(tau)
+        print(f"epoch: {epoch + 1}, tau: {tau:.5f}")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -193,7 +201,8 @@ def build_models(cfg):
 
     out = GumbelVAELoss(name="vae_loss")([x_in, evaluation.logits_model(decoder)(z), logits])
     vae = keras.Model(x_in, out, name="vae")
-    vae.compile(optimizer="rmsprop")
+    # 20 steps per call: faster on CPU; XLA is not (its convolutions lose to oneDNN's here)
+    run.compile_model(vae, cfg, "rmsprop", steps_per_execution=20)
     encoder = keras.Model(x_in, logits, name="encoder")
     return vae, encoder, decoder
 

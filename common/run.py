@@ -42,6 +42,9 @@ class RunConfig:
                         "(default: $MNIST_NPZ, the Keras cache, then download)")
     subset: int = arg(0, "train on the first N training images only (0: all 60,000)", ge=0)
     load: bool = arg(False, "skip training: rebuild figures and metrics from the saved weights")
+    plain_keras: bool = arg(False, "train the plain Keras 3 way (compile defaults, stock optimizer, "
+                                   "one step per execution) instead of this script's faster "
+                                   "settings; same model and loss (benchmarks/epoch_time.py)")
 
     def validate(self):
         """Cross-field checks; raise ValueError with a one-line message."""
@@ -101,6 +104,21 @@ def setup(cls, argv, name, description=None):
     out = Path(cfg.out_dir) if cfg.out_dir else REPO / "results" / name
     out.mkdir(parents=True, exist_ok=True)
     return cfg, out
+
+
+def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False,
+                  steps_per_execution=1, **compile_kwargs):
+    """`model.compile` with a script's speed settings, or Keras' defaults with --plain-keras.
+
+    The speed settings change how a step is executed (XLA, several steps per call, a fused
+    optimizer kernel), not what it computes; `plain_optimizer` is the stock optimizer that
+    `optimizer` stands in for.
+    """
+    if cfg.plain_keras:
+        model.compile(optimizer=plain_optimizer or optimizer, **compile_kwargs)
+    else:
+        model.compile(optimizer=optimizer, jit_compile=jit_compile,
+                      steps_per_execution=steps_per_execution, **compile_kwargs)
 
 
 def write_json(path, obj):

@@ -82,3 +82,15 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
     again = vae_keras.main(argv + ["--load"])
     assert (out / "manifold.png").is_file() and (out / "latent_scatter.png").is_file()
     assert again["final_val_loss"] == metrics["final_val_loss"]
+
+
+def test_nan_stop_works_with_the_scripts_compiled_step(tmp_path):
+    """XLA and 20 steps per call: a NaN in the data still stops training with the message."""
+    cfg = vae_keras.Config(epochs=2)
+    vae, _, _ = vae_keras.build_models(cfg)
+    assert vae.steps_per_execution == 20
+    x = np.random.default_rng(0).random((4000, 784)).astype("float32")
+    x[2345, 17] = np.nan
+    with pytest.raises(SystemExit, match="loss became nan"):
+        run.train(vae, cfg, tmp_path, x)
+    assert not (tmp_path / "history.csv").exists()

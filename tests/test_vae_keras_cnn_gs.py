@@ -94,6 +94,7 @@ class TauProbe(keras.callbacks.Callback):
 def test_tau_annealing_follows_the_schedule_in_a_real_fit(schedule, capsys):
     tau_max, tau_min, decay = schedule
     vae, _, _ = gs.build_models(gs.Config())
+    vae.compile(optimizer="rmsprop")  # one step per call, so the probe sees every batch
     layer = vae.get_layer("z")
     probe = TauProbe(layer)
     vae.fit(binary_images(300), batch_size=100, epochs=2, verbose=0,
@@ -104,6 +105,40 @@ def test_tau_annealing_follows_the_schedule_in_a_real_fit(schedule, capsys):
     printed = capsys.readouterr().out
     assert f"epoch: 1, tau: {expected[0]:.5f}" in printed
     assert f"epoch: 2, tau: {expected[3]:.5f}" in printed
+
+
+class BlogTauCallback(keras.callbacks.Callback):
+    """The blog's way: tau assigned from Python before every batch, `offset` steps ahead."""
+
+    def __init__(self, layer, offset=0):
+        super().__init__()
+        self.layer, self.offset = layer, offset
+
+    def on_train_batch_begin(self, batch, logs=None):
+        t = int(self.model.optimizer.iterations.numpy()) + self.offset
+        self.layer.tau.assign(tau_at(t))
+
+
+def train_weights(callback_for, steps_per_execution, epochs=2):
+    keras.utils.set_random_seed(0)
+    vae, _, _ = gs.build_models(gs.Config())
+    vae.compile(optimizer="rmsprop", steps_per_execution=steps_per_execution)
+    vae.fit(binary_images(700, seed=9), batch_size=100, epochs=epochs, verbose=0, shuffle=False,
+            callbacks=[callback_for(vae.get_layer("z"))])
+    return [w.numpy() for w in vae.weights]
+
+
+def test_tau_schedule_is_exact_per_batch_with_several_steps_per_execution():
+    """7 batches an epoch in calls of 3: the in-step schedule trains exactly as tau set from
+    Python before every single batch (the blog's callback) does; one batch off, it does not."""
+    blog = train_weights(BlogTauCallback, 1)
+    ours = train_weights(gs.TauAnnealing, 3)
+    assert float(ours[[i for i, w in enumerate(ours) if w.shape == ()][0]]) == pytest.approx(
+        tau_at(13), rel=1e-6)  # tau of the 14th and last batch
+    for a, b in zip(blog, ours):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    shifted = train_weights(lambda layer: BlogTauCallback(layer, offset=1), 1)
+    assert max(np.max(np.abs(a - b)) for a, b in zip(blog, shifted)) > 1e-4
 
 
 def test_compiled_training_step_reads_the_current_tau():

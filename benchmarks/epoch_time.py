@@ -1,0 +1,90 @@
+"""Seconds per training epoch of every script: plain Keras 3 against the scripts' defaults.
+
+Each script runs as a new process at its blog settings for a few epochs, once the plain Keras 3
+way (`--plain-keras`: compile defaults, stock optimizer, one step per execution, i.e. what the
+scripts did before their speed settings) and once with its defaults (XLA, several steps per
+execution, NICE's fused Adam), alternating the two so that the shared machine's noise hits both
+alike; round r uses `--seed r` for both. The time of an epoch is `epoch_seconds` in history.csv
+(validation included); the first epoch of each run, which traces and compiles, is left out, and
+each configuration's figure is the median over its runs. The evaluation after training is cut
+to a few images (it is not timed here).
+
+The losses of the two configurations after the last epoch are printed beside the spread between
+seeds, so one can see that the speed settings change how a step is executed, not what it computes.
+Ends with one line:
+    vae=...x vmf=...x gs=...x nice=...x
+the speed-up of the defaults over plain Keras 3 (plain seconds per epoch / default).
+
+Usage: python benchmarks/epoch_time.py [--epochs 3] [--rounds 2] [--scripts vae vmf gs nice]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SCRIPTS = {  # short name: (script, flags that cut the evaluation after training short)
+    "vae": ("vae_keras.py", ["--is-images", "2", "--is-samples", "10"]),
+    "vmf": ("vae_vmf_keras.py", ["--is-images", "2", "--is-samples", "10"]),
+    "gs": ("vae_keras_cnn_gs.py", ["--is-images", "2", "--is-samples", "10"]),
+    "nice": ("nice.py", []),
+}
+CONFIGS = {"plain": ["--plain-keras"], "defaults": []}
+
+
+def run_once(name, config, epochs, seed, root):
+    from common.run import read_history
+
+    script, eval_flags = SCRIPTS[name]
+    out = root / f"{name}_{config}_{seed}"
+    cmd = [sys.executable, str(REPO / script), "--epochs", str(epochs), "--seed", str(seed),
+           "--out-dir", str(out), *eval_flags, *CONFIGS[config]]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ,
+                                                                      "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    history = read_history(out / "history.csv")
+    return list(history["epoch_seconds"][1:]), float(history["val_loss"][-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (the first is not timed)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs of each configuration, alternating (round r uses --seed r)")
+    parser.add_argument("--scripts", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
+    args = parser.parse_args()
+    if args.epochs < 2 or args.rounds < 1:
+        parser.error("--epochs must be >= 2 and --rounds >= 1")
+    from common.run import machine
+
+    print(f"machine: {machine()}", flush=True)
+    speedups = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.scripts:
+            seconds = {c: [] for c in CONFIGS}
+            losses = {c: [] for c in CONFIGS}
+            for r in range(args.rounds):
+                order = list(CONFIGS) if r % 2 == 0 else list(CONFIGS)[::-1]
+                for config in order:
+                    s, loss = run_once(name, config, args.epochs, r, Path(tmp))
+                    seconds[config] += s
+                    losses[config].append(loss)
+            median = {c: statistics.median(v) for c, v in seconds.items()}
+            speedups[name] = median["plain"] / median["defaults"]
+            loss_text = "; ".join(f"{c} " + " ".join(f"{v:.2f}" for v in losses[c]) for c in CONFIGS)
+            print(f"{name}: plain {median['plain']:.2f} s/epoch, defaults {median['defaults']:.2f} "
+                  f"s/epoch (medians of {len(seconds['plain'])} epochs each): "
+                  f"{speedups[name]:.2f}x; val_loss after {args.epochs} epochs by seed: {loss_text}",
+                  flush=True)
+    print(" ".join(f"{name}={s:.2f}x" for name, s in speedups.items()))
+
+
+if __name__ == "__main__":
+    main()
