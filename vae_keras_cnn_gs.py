@@ -19,8 +19,10 @@ Deviations from the original:
   symbolic tensor; tau is a non-trainable weight of the `GumbelSoftmax` layer, assigned by the
   `TauAnnealing` callback. The blog's parameter count, 299,202, includes tau: 299,201 weights
   are trained (metrics.json's `trainable_params`) and tau makes one more.
-- The callback computes tau from the optimizer's step count t, tau = tau_min + (tau_max -
-  tau_min) * decay^t, which is the blog's "r <- 0.999 r before each batch" in closed form; it
+- tau follows the blog's "r <- 0.999 r before each batch" in closed form, tau = tau_min +
+  (tau_max - tau_min) * decay^t with t the optimizer's step count, evaluated by the layer inside
+  the compiled training step (the `TauAnnealing` callback installs it): exact for every batch
+  although 20 batches run per compiled call (for speed; `--plain-keras` runs one), and it
   survives an interrupted and resumed run. The value printed at an epoch's start is the tau of
   that epoch's first batch (the blog prints the one left over from the previous batch).
 - The decoder's last convolution and its sigmoid are two layers, and the loss is computed from

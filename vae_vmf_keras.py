@@ -27,6 +27,8 @@ Deviations from the original:
   symbolic tensor, and the sampler is a serialisable layer instead of a `Lambda`.
 - The decoder's last Dense and its sigmoid are two layers, and the loss is computed from the
   logits between them, so it is not clipped at 1e-7 as the blog's is.
+- Speed: training runs with XLA and 20 batches per compiled call (`--plain-keras` for Keras'
+  defaults); same arithmetic, measured by benchmarks/epoch_time.py.
 - The sampler's numerics (the vMF constants and the table of w) come last in this file, after
   the model, training, figures and metrics.
 - Beyond the blog: the KL constant, the complete test -ELBO, the test negative log-likelihood by

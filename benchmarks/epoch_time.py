@@ -27,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # this process only reads histories
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SCRIPTS = {  # short name: (script, flags that cut the evaluation after training short)
     "vae": ("vae_keras.py", ["--is-images", "2", "--is-samples", "10"]),
@@ -44,8 +46,7 @@ def run_once(name, config, epochs, seed, root):
     out = root / f"{name}_{config}_{seed}"
     cmd = [sys.executable, str(REPO / script), "--epochs", str(epochs), "--seed", str(seed),
            "--out-dir", str(out), *eval_flags, *CONFIGS[config]]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ,
-                                                                      "TF_CPP_MIN_LOG_LEVEL": "3"})
+    done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     history = read_history(out / "history.csv")
