@@ -59,9 +59,8 @@ def fmt(value, digits=1):
 
 
 def run_minutes(m):
-    if "eval_seconds" not in m:
-        return f"{fmt(m['train_seconds'] / 60)} + —"
-    return f"{fmt(m['train_seconds'] / 60)} + {fmt(m['eval_seconds'] / 60)}"
+    evaluation = m.get("eval_seconds")
+    return f"{fmt(m['train_seconds'] / 60)} + {fmt(None if evaluation is None else evaluation / 60)}"
 
 
 def row(folder, label, blog):
@@ -104,12 +103,12 @@ def replace_between(doc, start, end, text):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    text, bench = table(), benchmarks()
+    text = table()
     if "--write" in argv:
         readme = REPO / "README.md"
         doc = replace_between(readme.read_text(), START, END, text)
         if BENCH_START in doc:
-            doc = replace_between(doc, BENCH_START, BENCH_END, f"```\n{bench}\n```")
+            doc = replace_between(doc, BENCH_START, BENCH_END, f"```\n{benchmarks()}\n```")
         readme.write_text(doc)
     print(text)
 
