@@ -212,6 +212,48 @@ class KeepBest(keras.callbacks.Callback):
             save_weights(self.model, self.path)
 
 
+class EpochOrder(keras.callbacks.Callback):
+    """Tells `epoch_batches` which epoch is starting (the absolute one, also after a resume)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+
+def epoch_batches(x, y, batch_size, seed):
+    """The training set in batches, in a new order every epoch; returns (dataset, callback).
+
+    Epoch e visits the images in the order `default_rng([seed, e]).permutation(n)`, so a seed
+    fixes every epoch's order, a resumed run sees the order an uninterrupted one would, and
+    every epoch differs from the last. (`fit(..., shuffle=True)` on arrays does not do this
+    once `keras.utils.set_random_seed` has run: under TensorFlow its shuffle then restarts from
+    the same seed each epoch and the batches come in one fixed order for the whole run.)
+    The callback must be among `fit`'s callbacks; it tells the dataset the epoch.
+    """
+    import tensorflow as tf
+
+    order, n = EpochOrder(), len(x)
+
+    def permutation():
+        return np.random.default_rng([seed, order.epoch]).permutation(n).astype(np.int64)
+
+    def epoch_indices(_):
+        p = tf.numpy_function(permutation, [], tf.int64, stateful=True)
+        p.set_shape([n])
+        return tf.data.Dataset.from_tensor_slices(p).batch(batch_size)
+
+    arrays = x if y is None else (x, y)
+    batches = tf.data.Dataset.zip(tf.data.Dataset.from_tensors(0).flat_map(epoch_indices),
+                                  tf.data.Dataset.from_tensors(arrays).repeat())
+    batches = batches.map(lambda i, a: tf.nest.map_structure(lambda t: tf.gather(t, i), a),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    batches = batches.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+    return batches.prefetch(tf.data.AUTOTUNE), order
+
+
 def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_best=False):
     """`model.fit` with resume, history.csv, epoch timing and a NaN guard; saves the weights.
 
@@ -238,12 +280,13 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
         previous = read_history(partial) if meta.exists() and partial.exists() else {}
         best = float(np.min(previous["val_loss"])) if len(previous.get("val_loss", [])) else math.inf
         extra.append(KeepBest(out / PARTIAL_BEST, best))
-    cbs = [EpochTimer(), *callbacks, *extra, StopOnNaN(),
+    batches, order = epoch_batches(x, y, cfg.batch_size, cfg.seed)
+    cbs = [order, EpochTimer(), *callbacks, *extra, StopOnNaN(),
            keras.callbacks.BackupAndRestore(str(backup)),
            keras.callbacks.CSVLogger(str(partial), append=True)]
     try:
-        model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
-                  validation_data=validation_data, callbacks=cbs, verbose=1)
+        model.fit(batches, epochs=cfg.epochs, shuffle=False, validation_data=validation_data,
+                  validation_batch_size=cfg.batch_size, callbacks=cbs, verbose=1)
     except TrainingDiverged as e:
         fail(f"{e}; training stopped. Earlier outputs in {out} are untouched; this run's finished "
              f"epochs are in {backup} and {partial.name} (lower the learning rate or change --seed)")
