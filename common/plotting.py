@@ -77,3 +77,31 @@ def save_scatter(points, labels, path, title=None):
         plt.title(title)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
+
+
+def save_seed_curves(histories, path, ylabel="loss", title=None, top=None):
+    """Validation loss of several runs against epoch: one thin line per seed, the mean in bold.
+
+    `histories` maps seed -> history dict; `top` caps the y axis as in `save_curves`.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for seed, h in sorted(histories.items()):
+        ax.plot(h["epoch"] + 1, h["val_loss"], lw=0.8, alpha=0.7, label=f"seed {seed}")
+    lengths = {len(h["val_loss"]) for h in histories.values()}
+    if len(lengths) == 1:  # the mean only where every run has the same epochs
+        mean = np.mean([h["val_loss"] for h in histories.values()], axis=0)
+        ax.plot(np.arange(1, len(mean) + 1), mean, color="black", lw=2,
+                label=f"mean of {len(histories)}")
+    values = np.concatenate([h["val_loss"] for h in histories.values()])
+    if top is not None and np.max(values) > top:
+        bottom = np.min(values)
+        ax.set_ylim(bottom - 0.05 * (top - bottom), top)
+        ax.text(0.98, 0.98, f"axis cut at {top:g}", transform=ax.transAxes, ha="right", va="top")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

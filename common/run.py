@@ -254,6 +254,47 @@ def epoch_batches(x, y, batch_size, seed):
     return batches.prefetch(tf.data.AUTOTUNE), order
 
 
+class SeedStates(keras.callbacks.Callback):
+    """Carries the samplers' random streams (their `SeedGenerator` states) across a resume.
+
+    Keras' weight files, and so BackupAndRestore, leave these states out: a resumed run would
+    draw its noise again from the start of the stream. After every epoch they go to
+    `backup/seed_states.json` under the number of epochs done (the last two kept, so that the
+    entry matching the backup is there whichever of the two files a kill interrupts); a
+    resume puts back the entry for the epoch the backup holds. Runs after BackupAndRestore.
+    """
+
+    FILE = "seed_states.json"
+
+    def __init__(self, backup):
+        super().__init__()
+        self.path = Path(backup) / self.FILE
+
+    def states(self):
+        return [v for v in self.model.non_trainable_variables
+                if v.path.endswith("seed_generator_state")]
+
+    def on_train_begin(self, logs=None):
+        meta = self.path.parent / "training_metadata.json"
+        if not meta.exists():
+            return
+        done = str(json.loads(meta.read_text())["epoch"])
+        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+        states = self.states()
+        if done not in saved or len(saved[done]) != len(states):
+            fail(f"the backup in {self.path.parent} has no sampler state for epoch {done}; "
+                 "delete that folder to start the run again from scratch")
+        for variable, value in zip(states, saved[done]):
+            variable.assign(np.array(value, dtype=variable.dtype))
+
+    def on_epoch_end(self, epoch, logs=None):
+        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+        kept = {k: v for k, v in saved.items() if k == str(epoch)}
+        kept[str(epoch + 1)] = [np.asarray(v).tolist() for v in self.states()]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.path, kept)
+
+
 def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_best=False):
     """`model.fit` with resume, history.csv, epoch timing and a NaN guard; saves the weights.
 
@@ -282,7 +323,7 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
         extra.append(KeepBest(out / PARTIAL_BEST, best))
     batches, order = epoch_batches(x, y, cfg.batch_size, cfg.seed)
     cbs = [order, EpochTimer(), *callbacks, *extra, StopOnNaN(),
-           keras.callbacks.BackupAndRestore(str(backup)),
+           keras.callbacks.BackupAndRestore(str(backup)), SeedStates(backup),
            keras.callbacks.CSVLogger(str(partial), append=True)]
     try:
         model.fit(batches, epochs=cfg.epochs, shuffle=False, validation_data=validation_data,

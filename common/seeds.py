@@ -1,0 +1,178 @@
+"""Seed study: run a script at its defaults under several seeds and summarise the spread.
+
+    python -m common.seeds nice --seeds 0 1 2
+    python -m common.seeds vae_keras                 # its default seeds (0-4)
+    python -m common.seeds vae_keras --summary-only  # rewrite the summary from finished runs
+    python -m common.seeds vae_keras --results /tmp/r -- --epochs 5   # other settings, elsewhere
+
+Seed 0 is the default run in results/<script>/; seed n > 0 runs in results/<script>/seeds/<n>/.
+Each run is `python <script>.py --seed n --out-dir ...`, one after the other. A run whose
+config.json and metrics.json already match is kept, and an interrupted one resumes from its
+backup, so the command can be started again after a stop and only finishes what is missing.
+It ends by writing results/<script>/seeds.json (per metric: mean, sample standard deviation,
+min, max, the seeds and their values) and results/<script>/loss_seeds.png (every seed's
+validation curve).
+"""
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # as the scripts, before Keras is imported
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common import plotting, run  # noqa: E402
+
+sys.path.insert(0, str(run.REPO))  # the model scripts, imported to read their settings
+
+SCRIPTS = ("vae_keras", "vae_vmf_keras", "vae_keras_cnn_gs", "nice")
+DEFAULT_SEEDS = {"vae_keras": 5, "vae_vmf_keras": 5, "vae_keras_cnn_gs": 3, "nice": 3}
+# the Gumbel-Softmax NLL takes longer than training: the extra seeds estimate it on fewer images
+EXTRA_SEED_IS_IMAGES = {"vae_keras_cnn_gs": 2000}
+SUMMARISED = ("final_val_loss", "best_val_loss", "best_epoch", "test_loss", "test_neg_elbo",
+              "test_nll", "test_bits_per_dim", "seconds_per_epoch")
+IGNORED = ("out_dir", "load", "data")  # config fields that may differ between equal runs
+LOSS_LABEL = {"nice": "validation loss (nats, without 720.448)"}
+
+
+def run_dir(root, script, seed):
+    return root / script if seed == 0 else root / script / "seeds" / str(seed)
+
+
+def shown(path):
+    """A path relative to the repository when it lies inside it."""
+    try:
+        return str(path.resolve().relative_to(run.REPO))
+    except ValueError:
+        return str(path)
+
+
+def run_args(root, script, seed, extra=(), is_images=None):
+    args = [*extra, "--seed", str(seed), "--out-dir", shown(run_dir(root, script, seed))]
+    if seed != 0 and is_images and "--is-images" not in extra:
+        args += ["--is-images", str(is_images)]
+    return args
+
+
+def comparable(config):
+    return {k: v for k, v in config.items() if k not in IGNORED}
+
+
+def is_done(root, script, seed, args):
+    """True if the run's outputs exist and were made with exactly these settings."""
+    out = run_dir(root, script, seed)
+    if not ((out / "metrics.json").is_file() and (out / "config.json").is_file()):
+        return False
+    config_cls = importlib.import_module(script).Config
+    wanted = dataclasses.asdict(run.parse_config(config_cls, args, prog=f"{script}.py"))
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return comparable(saved) == comparable(wanted)
+
+
+def spread(values):
+    values = np.asarray(values, dtype=float)
+    return {"mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            "min": float(np.min(values)), "max": float(np.max(values))}
+
+
+def summarise(root, script, seeds, command):
+    """Write seeds.json and loss_seeds.png from the finished runs of `seeds`; return the summary."""
+    metrics, histories = {}, {}
+    for seed in seeds:
+        out = run_dir(root, script, seed)
+        metrics[seed] = json.loads((out / "metrics.json").read_text())
+        histories[seed] = run.read_history(out / "history.csv")
+    summary = {"script": script, "command": command, "seeds": list(seeds),
+               "runs": {str(s): shown(run_dir(root, script, s)) for s in seeds},
+               "metrics": {}}
+    for key in SUMMARISED:
+        have = [s for s in seeds if metrics[s].get(key) is not None]
+        if len(have) == len(seeds):
+            summary["metrics"][key] = {**spread([metrics[s][key] for s in have]), "seeds": have,
+                                       "values": [metrics[s][key] for s in have]}
+    images = {str(s): metrics[s]["is_images"] for s in seeds if "is_images" in metrics[s]}
+    if images:
+        summary["is_images"] = images
+        if len(set(images.values())) > 1:
+            summary["note"] = ("test_nll and test_neg_elbo are estimated on the first is_images "
+                               "test images of each run, which differ between seeds (is_images)")
+    summary["machines"] = sorted({metrics[s].get("machine", "not recorded") for s in seeds})
+    base = root / script
+    run.write_json(base / "seeds.json", summary)
+    second = max(h["val_loss"][min(1, len(h["val_loss"]) - 1)] for h in histories.values())
+    top = second + 0.1 * abs(second) if script != "nice" else None
+    plotting.save_seed_curves(histories, base / "loss_seeds.png",
+                              ylabel=LOSS_LABEL.get(script, "validation loss"), top=top,
+                              title=f"{script}: validation loss of {len(seeds)} seeds")
+    return summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m common.seeds", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("script", choices=SCRIPTS, help="the model script to study")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                        help="seeds to run (default: 0-4 for the MLP VAEs, 0-2 for the others)")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="train nothing: summarise the runs already finished")
+    parser.add_argument("--results", default=str(run.REPO / "results"), metavar="DIR",
+                        help="folder holding <script>/ and <script>/seeds/<n>/ "
+                             "(default: results/ in the repository)")
+    parser.add_argument("script_args", nargs="*", metavar="-- FLAG",
+                        help="after --: settings passed to every run of the script (default: "
+                             "none, the blog's settings)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    a = parser.parse_args(argv[:cut])
+    if a.script_args:
+        parser.error(f"unexpected {' '.join(a.script_args)}: the script's own flags go after --")
+    a.script_args = argv[cut + 1:]
+    root = Path(a.results)
+    seeds = a.seeds if a.seeds is not None else list(range(DEFAULT_SEEDS[a.script]))
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        parser.error("--seeds must be distinct and >= 0")
+    command = " ".join(["python -m common.seeds", a.script, "--seeds", *map(str, seeds),
+                        *(["--results", shown(root)] if a.results != parser.get_default("results")
+                          else []), *(["--", *a.script_args] if a.script_args else [])])
+    is_images = EXTRA_SEED_IS_IMAGES.get(a.script)
+    missing = []
+    for seed in seeds:
+        args = run_args(root, a.script, seed, a.script_args, is_images)
+        if is_done(root, a.script, seed, args):
+            print(f"seed {seed}: done ({shown(run_dir(root, a.script, seed))})")
+            continue
+        if a.summary_only:
+            missing.append(seed)
+            continue
+        print(f"seed {seed}: python {a.script}.py {' '.join(args)}", flush=True)
+        try:
+            code = subprocess.call([sys.executable, f"{a.script}.py", *args], cwd=run.REPO)
+        except KeyboardInterrupt:
+            raise SystemExit(f"interrupted during seed {seed}; run the same command again to "
+                             "resume it") from None
+        if code != 0:
+            run.fail(f"seed {seed} failed (exit status {code}); its log is above. Finished seeds "
+                     "are kept: run the same command again to continue")
+    if missing:
+        run.fail(f"seeds {missing} have no finished run with these settings; run without "
+                 "--summary-only first")
+    summary = summarise(root, a.script, seeds, command)
+    for key, s in summary["metrics"].items():
+        sd = "—" if s["sd"] is None else f"{s['sd']:.3g}"
+        print(f"{key}: {s['mean']:.6g} ± {sd} (min {s['min']:.6g}, max {s['max']:.6g}, "
+              f"{len(s['seeds'])} seeds)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
