@@ -63,24 +63,42 @@ def run_minutes(m):
     return f"{fmt(m['train_seconds'] / 60)} + {fmt(None if evaluation is None else evaluation / 60)}"
 
 
+def seed_summary(folder):
+    """results/<folder>/seeds.json (written by `python -m common.seeds`), or None."""
+    path = REPO / "results" / folder / "seeds.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def cell(m, seeds, key, digits):
+    """The default run's value; below it, if a seed study covers it, mean ± sd over the seeds."""
+    text = fmt(m.get(key), digits)
+    spread = (seeds or {}).get("metrics", {}).get(key)
+    if spread and spread["sd"] is not None:
+        text += f"<br>{fmt(spread['mean'], digits)} ± {fmt(spread['sd'], digits)}"
+    return text
+
+
 def row(folder, label, blog):
     path = REPO / "results" / folder / "metrics.json"
     if not path.exists():
         return None
     m = json.loads(path.read_text())
-    elbo_text = fmt(m.get("test_neg_elbo"))
+    seeds = seed_summary(folder)
+    elbo_text = cell(m, seeds, "test_neg_elbo", 1)
     if "test_relaxed_neg_elbo" in m:
         elbo_text = f"{fmt(m['test_relaxed_neg_elbo'])} relaxed; {elbo_text} discrete"
-    return (f"| {label} | {m['epochs']} | {fmt(m['test_loss'], 2)} | {blog} | {elbo_text} | "
-            f"{fmt(m['test_nll'], 2)} | {fmt(m.get('test_bits_per_dim'), 3)} | "
-            f"{fmt(m['seconds_per_epoch'])} | {run_minutes(m)} |")
+    count = len(seeds["seeds"]) if seeds else 1
+    return (f"| {label} | {m['epochs']} | {count} | {cell(m, seeds, 'test_loss', 2)} | {blog} | "
+            f"{elbo_text} | {cell(m, seeds, 'test_nll', 2)} | "
+            f"{cell(m, seeds, 'test_bits_per_dim', 3)} | {cell(m, seeds, 'seconds_per_epoch', 1)} | "
+            f"{run_minutes(m)} |")
 
 
 def table():
-    lines = ["| model | epochs | our loss as the blog computes it (test set) | blog | test −ELBO, "
-             "nats, all constants | test NLL, nats | bits/dim | s/epoch | minutes: training + "
-             "evaluation |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | epochs | seeds | our loss as the blog computes it (test set) | blog | "
+             "test −ELBO, nats, all constants | test NLL, nats | bits/dim | s/epoch | minutes: "
+             "training + evaluation |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [r for r in (row(*m) for m in MODELS) if r]
     return "\n".join(lines)
 

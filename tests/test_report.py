@@ -26,10 +26,10 @@ def test_rows_come_from_metrics_and_skip_missing_runs(repo):
                   test_nll=-1211.747, test_bits_per_dim=5.77018)
     lines = report.table().splitlines()
     assert len(lines) == 4  # header, rule and the two runs present; the others are skipped
-    assert lines[2] == ("| vMF-VAE, `vae_vmf_keras.py` | 30 | 151.12 | none given | 154.4 | 139.46 "
-                        "| — | 12.3 | 6.2 + 1.0 |")
+    assert lines[2] == ("| vMF-VAE, `vae_vmf_keras.py` | 30 | 1 | 151.12 | none given | 154.4 | "
+                        "139.46 | — | 12.3 | 6.2 + 1.0 |")
     # NICE reports the loss of the weights it kept, with a true minus sign
-    assert lines[3].startswith("| NICE, `nice.py` | 30 | −1932.20 | about −2200")
+    assert lines[3].startswith("| NICE, `nice.py` | 30 | 1 | −1932.20 | about −2200")
     assert lines[3].endswith("| — | −1211.75 | 5.770 | 12.3 | 6.2 + — |")
 
 
@@ -41,7 +41,7 @@ def test_write_replaces_only_the_marked_table(repo, capsys):
     text = readme.read_text()
     assert "stale table" not in text
     assert text.startswith(f"intro\n{report.START}\n| model |") and text.endswith(f"{report.END}\nafter\n")
-    assert "| Gaussian VAE, `vae_keras.py` | 30 | 151.80 |" in text
+    assert "| Gaussian VAE, `vae_keras.py` | 30 | 1 | 151.80 |" in text
     assert "151.80" in capsys.readouterr().out
 
 
@@ -56,3 +56,14 @@ def test_committed_metrics_use_one_schema():
         keys = set(json.loads(path.read_text()))
         assert keys <= set(report.METRICS), (path, keys - set(report.METRICS))
         assert common <= keys, (path, common - keys)
+
+
+def test_a_seed_study_adds_mean_and_sd_below_the_default_run(repo):
+    write_metrics(repo, "vae_keras", test_loss=151.8, test_neg_elbo=151.8, test_nll=148.43)
+    spread = {"test_loss": {"mean": 152.25, "sd": 0.456, "min": 151.8, "max": 152.9},
+              "test_nll": {"mean": 148.9, "sd": 0.3, "min": 148.4, "max": 149.3}}
+    (repo / "results" / "vae_keras" / "seeds.json").write_text(
+        json.dumps({"seeds": [0, 1, 2, 3, 4], "metrics": spread}))
+    line = report.table().splitlines()[2]
+    assert line.startswith("| Gaussian VAE, `vae_keras.py` | 30 | 5 | 151.80<br>152.25 ± 0.46 |")
+    assert "| 151.8 | 148.43<br>148.90 ± 0.30 |" in line  # no spread given: the run's value only
