@@ -1,9 +1,11 @@
-"""The README's results table and benchmark lines, generated from results/ (never typed by hand).
+"""The README's results table, comparison with other runs and benchmark lines, generated from
+results/ (never typed by hand).
 
     python -m common.report           # print the results table
-    python -m common.report --write   # replace both between their markers in README.md
+    python -m common.report --write   # replace all three between their markers in README.md
 """
 import json
+import statistics
 import sys
 
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+COMPARE_START, COMPARE_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 BENCH_START, BENCH_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 
 # (results folder, label, blog's figure for its own loss)
@@ -103,6 +106,51 @@ def table():
     return "\n".join(lines)
 
 
+# Figures of other runs to hold our seeds against: (results folder, what, epoch or None for the
+# value in metrics.json, metric key, source, values).
+REFERENCES = [
+    ("nice", "best test loss", None, "best_val_loss", "the blog: about", [-2200.0]),
+    ("nice", "test loss after epoch 15", 15, "val_loss",
+     "the original Keras 2 script under TensorFlow 2.15, two unseeded runs", [-1949.1, -1944.3]),
+    ("nice", "test loss after epoch 10", 10, "val_loss",
+     "the original Keras 2 script under TensorFlow 2.15, two unseeded runs", [-1872.7, -1871.8]),
+    ("vae_keras_cnn_gs", "test loss after the last epoch (30)", None, "final_val_loss",
+     "the original Keras 2 script under TensorFlow 2.15, two unseeded runs", [61.55, 62.81]),
+]
+
+
+def seed_values(folder, epoch, key):
+    """Each seed's value of `key`: from metrics.json, or after `epoch` from its history.csv."""
+    from common.run import read_history
+
+    summary = seed_summary(folder)
+    if summary is None:
+        return None
+    if epoch is None:
+        return summary["metrics"][key]["values"]
+    runs = [REPO / path for path in summary["runs"].values()]
+    return [float(read_history(r / "history.csv")[key][epoch - 1]) for r in runs]
+
+
+def comparison():
+    """Reference figures against the spread of our seeds: inside their range or not."""
+    lines = ["| quantity | reference | value | our seeds: mean ± sd (min to max) | reference "
+             "within our range? |", "|---|---|---|---|---|"]
+    for folder, what, epoch, key, source, values in REFERENCES:
+        ours = seed_values(folder, epoch, key)
+        if not ours or len(ours) < 2:
+            continue
+        mean, sd = sum(ours) / len(ours), statistics.stdev(ours)
+        verdicts = []
+        for v in values:
+            inside = min(ours) <= v <= max(ours)
+            verdicts.append("yes" if inside else f"no: {fmt(abs(v - mean) / sd)} sd from our mean")
+        lines.append(f"| {folder}: {what} | {source} | {', '.join(fmt(v, 1) for v in values)} | "
+                     f"{fmt(mean, 1)} ± {fmt(sd, 1)} ({fmt(min(ours), 1)} to {fmt(max(ours), 1)}), "
+                     f"{len(ours)} seeds | {'; '.join(verdicts)} |")
+    return "\n".join(lines) if len(lines) > 2 else "(no seed study yet)"
+
+
 def benchmarks():
     """Each committed benchmark output's machine line and its final key=value line."""
     blocks = []
@@ -125,6 +173,8 @@ def main(argv=None):
     if "--write" in argv:
         readme = REPO / "README.md"
         doc = replace_between(readme.read_text(), START, END, text)
+        if COMPARE_START in doc:
+            doc = replace_between(doc, COMPARE_START, COMPARE_END, comparison())
         if BENCH_START in doc:
             doc = replace_between(doc, BENCH_START, BENCH_END, f"```\n{benchmarks()}\n```")
         readme.write_text(doc)
