@@ -67,3 +67,22 @@ def test_a_seed_study_adds_mean_and_sd_below_the_default_run(repo):
     line = report.table().splitlines()[2]
     assert line.startswith("| Gaussian VAE, `vae_keras.py` | 30 | 5 | 151.80<br>152.25 ± 0.46 |")
     assert "| 151.8 | 148.43<br>148.90 ± 0.30 |" in line  # no spread given: the run's value only
+
+
+def test_comparison_says_which_references_lie_within_our_seeds(repo):
+    runs = {}
+    for seed, loss in enumerate([-1950.0, -1940.0, -1930.0]):
+        folder = repo / "results" / "nice" / "seeds" / str(seed)
+        folder.mkdir(parents=True)
+        rows = "".join(f"{e},0,{loss + 15 - e}\n" for e in range(16))
+        (folder / "history.csv").write_text("epoch,loss,val_loss\n" + rows)
+        runs[str(seed)] = str(folder.relative_to(repo))
+    best = {"values": [-1950.0, -1940.0, -1930.0]}
+    (repo / "results" / "nice" / "seeds.json").write_text(
+        json.dumps({"seeds": [0, 1, 2], "runs": runs, "metrics": {"best_val_loss": best}}))
+    lines = {l.split(" | ")[0]: l for l in report.comparison().splitlines()[2:]}
+    # best test loss: -1940 ± 10; the blog's -2200 is 26 sd away
+    assert lines["| nice: best test loss"].endswith("| −2200.0 | −1940.0 ± 10.0 (−1950.0 to "
+                                                   "−1930.0), 3 seeds | no: 26.0 sd from our mean |")
+    # after epoch 15 the seeds read -1949, -1939, -1929: -1949.1 lies outside, -1944.3 inside
+    assert lines["| nice: test loss after epoch 15"].endswith("| no: 1.0 sd from our mean; yes |")
