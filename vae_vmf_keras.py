@@ -409,4 +409,4 @@ def sample_vmf(mu, kappa, rng):
 
 
 if __name__ == "__main__":
-    main()
+    run.cli(main)

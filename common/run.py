@@ -98,12 +98,86 @@ def parse_config(cls, argv=None, prog=None, description=None):
 
 
 def setup(cls, argv, name, description=None):
-    """Parse the command line, seed everything, create the output folder; returns (cfg, out)."""
+    """Parse the command line, seed everything, create and lock the output folder.
+
+    Returns (cfg, out).
+    """
     cfg = parse_config(cls, argv, prog=f"{name}.py", description=description)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out_dir) if cfg.out_dir else REPO / "results" / name
     out.mkdir(parents=True, exist_ok=True)
+    lock(out)
+    PROGRESS.update(out=out, phase="setup", epochs_done=None)
     return cfg, out
+
+
+LOCK = ".lock"
+_locks = {}  # lock file -> open descriptor, held until the process ends
+
+
+def lock(out):
+    """Make this process the only run writing into `out`, or stop with one line.
+
+    The lock is an exclusive `flock` on `out/.lock` (which holds the owner's process id), released
+    by the system when the process ends, however it ends.
+    """
+    import fcntl
+
+    path = (Path(out) / LOCK).resolve()
+    if path in _locks:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        fail(f"{out} is in use by another run (process {owner}); wait for it to end, or pass "
+             "another --out-dir")
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _locks[path] = fd
+
+
+# Where the current run stands, for the message of an interrupt (`cli`).
+PROGRESS = {"out": None, "phase": None, "epochs_done": None}
+
+
+class Progress(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        PROGRESS["epochs_done"] = epoch + 1
+
+
+def interrupted_message():
+    out, phase, done = PROGRESS["out"], PROGRESS["phase"], PROGRESS["epochs_done"]
+    if phase == "training":
+        if not done:
+            return (f"interrupted in the first epoch of this run; nothing in {out} was replaced. "
+                    "The same command starts it again")
+        return (f"interrupted after epoch {done} (backed up in {out / 'backup'}); earlier "
+                f"outputs in {out} are untouched. The same command resumes from epoch {done + 1}")
+    if phase == "evaluation":
+        return (f"interrupted during the evaluation; the trained weights, history.csv and "
+                f"config.json are in {out}. The same command with --load finishes the figures and "
+                "metrics without training again")
+    return "interrupted before training; nothing was changed"
+
+
+def cli(main):
+    """Run a script's `main()` as a command.
+
+    An interrupt (Ctrl-C) prints one line saying where the run stopped and how to go on, exit
+    status 130; a failed write (full disk, read-only folder, a file where a folder should be)
+    prints one line with the path and the cause, exit status 1.
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"\n{interrupted_message()}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        fail(f"{where}{e.strerror or e}")
 
 
 def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False,
@@ -322,7 +396,8 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
         best = float(np.min(previous["val_loss"])) if len(previous.get("val_loss", [])) else math.inf
         extra.append(KeepBest(out / PARTIAL_BEST, best))
     batches, order = epoch_batches(x, y, cfg.batch_size, cfg.seed)
-    cbs = [order, EpochTimer(), *callbacks, *extra, StopOnNaN(),
+    PROGRESS.update(out=out, phase="training", epochs_done=done if meta.exists() else None)
+    cbs = [order, Progress(), EpochTimer(), *callbacks, *extra, StopOnNaN(),
            keras.callbacks.BackupAndRestore(str(backup)), SeedStates(backup),
            keras.callbacks.CSVLogger(str(partial), append=True)]
     try:
@@ -338,6 +413,7 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
         save_weights(model, out / WEIGHTS)
     write_json(out / "config.json", dataclasses.asdict(cfg))
     os.replace(partial, out / "history.csv")
+    PROGRESS["phase"] = "evaluation"
     return read_history(out / "history.csv")
 
 
@@ -384,6 +460,10 @@ def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
     """With --load, the saved weights and history of an earlier run; otherwise `train` them."""
     if cfg.load:
         load_weights(model, out / WEIGHTS)
+        if not (out / "history.csv").is_file():
+            fail(f"no history.csv in {out} beside the weights: --load needs a finished run's "
+                 "outputs; train first (run without --load)")
+        PROGRESS["phase"] = "evaluation"
         return read_history(out / "history.csv")
     return train(model, cfg, out, x, y, **train_kwargs)
 

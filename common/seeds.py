@@ -158,8 +158,8 @@ def main(argv=None):
         try:
             code = subprocess.call([sys.executable, f"{a.script}.py", *args], cwd=run.REPO)
         except KeyboardInterrupt:
-            raise SystemExit(f"interrupted during seed {seed}; run the same command again to "
-                             "resume it") from None
+            print(f"interrupted during seed {seed}; the same command resumes it", file=sys.stderr)
+            raise SystemExit(130) from None
         if code != 0:
             run.fail(f"seed {seed} failed (exit status {code}); its log is above. Finished seeds "
                      "are kept: run the same command again to continue")
