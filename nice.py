@@ -38,26 +38,40 @@ from common import plotting, run  # noqa: E402
 
 ORIGINAL_DIM = 784  # pixels per image, 28 x 28 (the blog's original_dim)
 GAUSS_CONST = 0.5 * ORIGINAL_DIM * math.log(2 * math.pi)  # 720.448 nats, left out of the loss
+MAX_WEIGHTS = 300_000_000  # 1.2 GB of float32, 3.6 GB with Adam's two moments
 
 
 @dataclasses.dataclass(frozen=True)
 class Config(run.RunConfig):
-    num_blocks: int = run.arg(4, "additive coupling blocks", ge=1)
-    hidden_dim: int = run.arg(1000, "units of each hidden layer of a coupling network m", ge=1)
-    hidden_layers: int = run.arg(5, "hidden relu layers of each coupling network m", ge=1)
+    num_blocks: int = run.arg(4, "additive coupling blocks", ge=1, le=32)
+    hidden_dim: int = run.arg(1000, "units of each hidden layer of a coupling network m",
+                              ge=1, le=8192)
+    hidden_layers: int = run.arg(5, "hidden relu layers of each coupling network m", ge=1, le=32)
     shuffle: str = run.arg("reverse", "permutation before each coupling ('random' is fixed by --seed)",
                            choices=["reverse", "random"])
     noise: float = run.arg(0.01, "width of the uniform noise on [-noise, 0] added in training (0: none)",
-                           ge=0.0)
+                           ge=0.0, le=1.0)
     sample_std: float = run.arg(0.75, "standard deviation of z when sampling (the annealing parameter)",
-                                gt=0.0)
-    learning_rate: float = run.arg(1e-3, "Adam learning rate", gt=0.0)
+                                gt=0.0, le=100.0)
+    learning_rate: float = run.arg(1e-3, "Adam learning rate", gt=0.0, le=1.0)
     precision: str = run.arg("float32", "float32, or bfloat16 for the coupling networks' matrix "
                              "products (weights and the flow's sums stay float32); faster only "
                              "on CPUs with AMX or AVX512-BF16",
                              choices=["float32", "bfloat16"])
-    epochs: int = run.arg(30, "number of training epochs", ge=1)
-    batch_size: int = run.arg(128, "images per training batch", ge=1)
+    epochs: int = run.arg(30, "number of training epochs", ge=1, le=10_000)
+    batch_size: int = run.arg(128, "images per training batch", ge=1, le=60_000)
+
+    def validate(self):
+        if self.weights() > MAX_WEIGHTS:
+            raise ValueError(f"--num-blocks {self.num_blocks}, --hidden-dim {self.hidden_dim} and "
+                             f"--hidden-layers {self.hidden_layers} make {self.weights():,} weights; "
+                             f"at most {MAX_WEIGHTS:,} fit in memory with Adam's state")
+
+    def weights(self, dim=ORIGINAL_DIM):
+        """Trainable weights: per block, m's dense layers (D/2 -> H -> ... -> H -> D/2), then s."""
+        h, half = self.hidden_dim, dim // 2
+        per_block = (half + 1) * h + (self.hidden_layers - 1) * (h + 1) * h + (h + 1) * half
+        return self.num_blocks * per_block + dim
 
 
 # ---------------------------------------------------------------- layers (each callable with inverse=True)

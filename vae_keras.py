@@ -38,9 +38,11 @@ ORIGINAL_DIM = 784  # pixels per image, 28 x 28 (the blog's original_dim)
 
 @dataclasses.dataclass(frozen=True)
 class Config(run.RunConfig):
-    intermediate_dim: int = run.arg(256, "hidden units of the encoder and decoder", ge=1)
-    latent_dim: int = run.arg(2, "latent dimensions (figures need 2)", ge=1)
-    is_samples: int = run.arg(500, "importance samples K per test image for the NLL", ge=1)
+    intermediate_dim: int = run.arg(256, "hidden units of the encoder and decoder", ge=1,
+                                    le=65_536)
+    latent_dim: int = run.arg(2, "latent dimensions (figures need 2)", ge=1, le=1024)
+    is_samples: int = run.arg(500, "importance samples K per test image for the NLL", ge=1,
+                              le=100_000)
     is_images: int = run.arg(10000, "test images used for the NLL (10,000: the whole test set)",
                              ge=1, le=10000)
 

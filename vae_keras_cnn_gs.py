@@ -54,19 +54,24 @@ EPSILON = 1e-7  # Keras' fuzz factor, keras.config.epsilon()
 
 @dataclasses.dataclass(frozen=True)
 class Config(run.RunConfig):
-    num_latents: int = run.arg(32, "categorical latent variables in a code", ge=1)
-    classes_per_latent: int = run.arg(10, "classes of each latent variable", ge=2)
-    tau_max: float = run.arg(1.0, "temperature tau at the first training batch", gt=0.0)
-    tau_min: float = run.arg(0.01, "temperature tau approaches this value", gt=0.0)
+    num_latents: int = run.arg(32, "categorical latent variables in a code", ge=1, le=1024)
+    classes_per_latent: int = run.arg(10, "classes of each latent variable", ge=2, le=1024)
+    tau_max: float = run.arg(1.0, "temperature tau at the first training batch", gt=0.0,
+                             le=100.0)
+    tau_min: float = run.arg(0.01, "temperature tau approaches this value", gt=0.0, le=100.0)
     tau_decay: float = run.arg(0.999, "per-batch factor r <- decay * r of tau - tau_min",
                                gt=0.0, le=1.0)
-    epochs: int = run.arg(30, "number of training epochs", ge=1)
+    epochs: int = run.arg(30, "number of training epochs", ge=1, le=10_000)
     is_samples: int = run.arg(500, "importance samples K (one-hot codes) per test image for the "
-                                   "NLL and the discrete -ELBO", ge=1)
+                                   "NLL and the discrete -ELBO", ge=1, le=100_000)
     is_images: int = run.arg(10000, "test images used for the NLL and the discrete -ELBO "
                                     "(10,000: the whole test set)", ge=1, le=10000)
 
     def validate(self):
+        if self.num_latents * self.classes_per_latent > 65_536:
+            raise ValueError("--num-latents x --classes-per-latent must be <= 65536 (got "
+                             f"{self.num_latents * self.classes_per_latent}): each image's "
+                             "importance samples hold that many numbers per sample")
         if self.tau_min > self.tau_max:
             raise ValueError(f"--tau-min must be <= --tau-max (got {self.tau_min} > {self.tau_max})")
 

@@ -56,12 +56,16 @@ ORIGINAL_DIM = 784  # pixels per image, 28 x 28 (the blog's original_dim)
 
 @dataclasses.dataclass(frozen=True)
 class Config(run.RunConfig):
-    intermediate_dim: int = run.arg(256, "hidden units of the encoder and decoder", ge=1)
-    latent_dim: int = run.arg(4, "dimension d of the latent vectors (on the sphere S^(d-1))", ge=2)
-    kappa: float = run.arg(20.0, "vMF concentration of the posterior (fixed, not trained)", ge=0.0)
+    intermediate_dim: int = run.arg(256, "hidden units of the encoder and decoder", ge=1,
+                                    le=65_536)
+    latent_dim: int = run.arg(4, "dimension d of the latent vectors (on the sphere S^(d-1))",
+                              ge=2, le=1024)
+    kappa: float = run.arg(20.0, "vMF concentration of the posterior (fixed, not trained); "
+                           "above 1e6 the KL constant loses float64 precision", ge=0.0, le=1e6)
     table_size: int = run.arg(10**6, "precomputed inverse-CDF draws of w gathered by the sampler",
-                              ge=1)
-    is_samples: int = run.arg(500, "importance samples K per test image for the NLL", ge=1)
+                              ge=1, le=10**8)
+    is_samples: int = run.arg(500, "importance samples K per test image for the NLL", ge=1,
+                              le=100_000)
     is_images: int = run.arg(10000, "test images used for the NLL (10,000: the whole test set)",
                              ge=1, le=10000)
 

