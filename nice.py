@@ -326,7 +326,7 @@ def main(argv=None, callbacks=()):
                                 validation_data=(x_test, x_test), callbacks=callbacks,
                                 keep_best=True)
     evaluation_started = time.perf_counter()
-    save_figures(cfg, out, encoder, generator, x_test, history, rng)
+    save_figures(cfg, run.pending(out), encoder, generator, x_test, history, rng)
 
     test_loss = float(encoder.evaluate(x_test, x_test, batch_size=cfg.batch_size, verbose=0))
     nll, bpd = nll_metrics(test_loss)

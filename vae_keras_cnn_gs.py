@@ -296,7 +296,7 @@ def main(argv=None, callbacks=()):
     history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None),
                                 callbacks=[annealing, *callbacks])
     evaluation_started = time.perf_counter()
-    save_figures(cfg, out, encoder, decoder, x_test, history, rng)
+    save_figures(cfg, run.pending(out), encoder, decoder, x_test, history, rng)
 
     summary = run.history_summary(history)
     metrics = {

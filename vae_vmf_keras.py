@@ -220,7 +220,7 @@ def main(argv=None, callbacks=()):
     history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None),
                                 callbacks=callbacks)
     evaluation_started = time.perf_counter()
-    save_figures(cfg, out, encoder, decoder, x_test, history, rng)
+    save_figures(cfg, run.pending(out), encoder, decoder, x_test, history, rng)
 
     decoder_logits = evaluation.logits_model(decoder)
     summary = run.history_summary(history)

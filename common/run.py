@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -158,9 +159,8 @@ def interrupted_message():
         return (f"interrupted after epoch {done} (backed up in {out / 'backup'}); earlier "
                 f"outputs in {out} are untouched. The same command resumes from epoch {done + 1}")
     if phase == "evaluation":
-        return (f"interrupted during the evaluation; the trained weights, history.csv and "
-                f"config.json are in {out}. The same command with --load finishes the figures and "
-                "metrics without training again")
+        return (f"interrupted during the evaluation; earlier outputs in {out} are untouched and "
+                "the trained state is kept. The same command evaluates again without training")
     return "interrupted before training; nothing was changed"
 
 
@@ -252,14 +252,6 @@ class StopOnNaN(keras.callbacks.Callback):
             raise TrainingDiverged(f"the training loss became {float(loss)} at batch {batch}")
 
 
-def _trim_history(csv_path, epochs_done):
-    """Keep the header and the first `epochs_done` rows (the epochs the backup holds)."""
-    if not csv_path.exists():
-        return
-    lines = csv_path.read_text().splitlines(keepends=True)
-    csv_path.write_text("".join(lines[: 1 + epochs_done]))
-
-
 def read_history(path):
     """history.csv (Keras' CSVLogger) as a dict of column name -> float array."""
     with open(path, newline="") as f:
@@ -271,20 +263,11 @@ def read_history(path):
 
 WEIGHTS = "model.weights.h5"
 PARTIAL_HISTORY = "history.partial.csv"
-PARTIAL_BEST = "best.partial.weights.h5"
-
-
-class KeepBest(keras.callbacks.Callback):
-    """Save the weights whenever val_loss improves; `best` carries the record across a resume."""
-
-    def __init__(self, path, best=math.inf):
-        super().__init__()
-        self.path, self.best = path, best
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs["val_loss"] < self.best:
-            self.best = logs["val_loss"]
-            save_weights(self.model, self.path)
+BACKUP = "backup"        # an unfinished run's state: what a resume needs
+STATE = "state.json"     # in BACKUP: epochs done, the weights files, sampler states, settings
+PENDING = "pending"      # the figures and metrics of an evaluation, until they are published
+# settings that may change between an interrupted run and its resume
+NOT_TRAINING = ("out_dir", "data", "load", "epochs", "is_images", "is_samples", "sample_std")
 
 
 class EpochOrder(keras.callbacks.Callback):
@@ -329,93 +312,166 @@ def epoch_batches(x, y, batch_size, seed):
     return batches.prefetch(tf.data.AUTOTUNE), order
 
 
-class SeedStates(keras.callbacks.Callback):
-    """Carries the samplers' random streams (their `SeedGenerator` states) across a resume.
+class KeepBest(keras.callbacks.Callback):
+    """Save the weights whenever val_loss improves, each time to a new file in the backup folder.
 
-    Keras' weight files, and so BackupAndRestore, leave these states out: a resumed run would
-    draw its noise again from the start of the stream. After every epoch they go to
-    `backup/seed_states.json` under the number of epochs done (the last two kept, so that the
-    entry matching the backup is there whichever of the two files a kill interrupts); a
-    resume puts back the entry for the epoch the backup holds. Runs after BackupAndRestore.
+    `best` carries the record across a resume and `file` names the newest best weights; the
+    `Backup` callback records that name and removes the older files.
     """
 
-    FILE = "seed_states.json"
-
-    def __init__(self, backup):
+    def __init__(self, folder, best=math.inf, file=None):
         super().__init__()
-        self.path = Path(backup) / self.FILE
-
-    def states(self):
-        return [v for v in self.model.non_trainable_variables
-                if v.path.endswith("seed_generator_state")]
-
-    def on_train_begin(self, logs=None):
-        meta = self.path.parent / "training_metadata.json"
-        if not meta.exists():
-            return
-        done = str(json.loads(meta.read_text())["epoch"])
-        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
-        states = self.states()
-        if done not in saved or len(saved[done]) != len(states):
-            fail(f"the backup in {self.path.parent} has no sampler state for epoch {done}; "
-                 "delete that folder to start the run again from scratch")
-        for variable, value in zip(states, saved[done]):
-            variable.assign(np.array(value, dtype=variable.dtype))
+        self.folder, self.best, self.file = Path(folder), best, file
 
     def on_epoch_end(self, epoch, logs=None):
-        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
-        kept = {k: v for k, v in saved.items() if k == str(epoch)}
-        kept[str(epoch + 1)] = [np.asarray(v).tolist() for v in self.states()]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(self.path, kept)
+        if logs["val_loss"] < self.best:
+            self.best = logs["val_loss"]
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.file = f"best-epoch-{epoch + 1}.weights.h5"
+            save_weights(self.model, self.folder / self.file)
+
+
+def seed_states(model):
+    """The samplers' `SeedGenerator` state variables, which Keras' weight files leave out."""
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def settings(cfg):
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_TRAINING}
+
+
+class Backup(keras.callbacks.Callback):
+    """After every epoch, the state a resume needs, written so that a kill at any moment leaves
+    either the previous backup or the new one whole.
+
+    The weights (with the optimizer's state) go to a new file `epoch-<k>.weights.h5`; then
+    `state.json` (the epochs done, that file's name, the best epoch's file, the samplers' noise
+    states and the settings) replaces the previous one by a rename; only then are the files it
+    no longer names removed. Runs after the CSV logger, so the partial history never lacks an
+    epoch the backup holds.
+    """
+
+    def __init__(self, folder, cfg, keep_best=None):
+        super().__init__()
+        self.folder, self.cfg, self.keep_best = Path(folder), cfg, keep_best
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        weights = f"epoch-{epoch + 1}.weights.h5"
+        save_weights(self.model, self.folder / weights)
+        state = {"epochs_done": epoch + 1, "weights": weights,
+                 "best": self.keep_best.file if self.keep_best else None,
+                 "best_val_loss": self.keep_best.best if self.keep_best else None,
+                 "seed_states": [np.asarray(v).tolist() for v in seed_states(self.model)],
+                 "settings": settings(self.cfg)}
+        write_json(self.folder / STATE, state)
+        for f in self.folder.glob("*.weights.h5"):
+            if f.name not in (weights, state["best"]):
+                f.unlink()
+
+
+def resume(model, cfg, out, keep_best=False):
+    """Put an interrupted run's backup into `model`; return its state (None for a new run).
+
+    The backup is checked as a whole: state.json readable, its weights files present and
+    loadable, the partial history holding every epoch the backup holds, the settings those of
+    this command. A damaged backup is moved aside (never deleted) and the run stops with one
+    line: the same command then starts over. A backup made with other settings is left alone.
+    """
+    folder, partial = out / BACKUP, out / PARTIAL_HISTORY
+    if not (folder / STATE).exists():
+        if folder.exists() and any(folder.iterdir()):
+            return _set_aside(out, "has no state.json")
+        if partial.exists():  # the rows of a run killed in its first epoch
+            partial.unlink()
+        return None
+    try:
+        state = json.loads((folder / STATE).read_text())
+        done = state["epochs_done"]
+        if not isinstance(done, int) or done < 1:
+            raise ValueError(f"epochs_done is {done!r}")
+        history = read_history(partial) if partial.exists() else {}
+        epochs = list(history.get("epoch", []))[:done]
+        if epochs != list(range(done)):
+            return _set_aside(out, f"holds {done} epoch(s) but {partial.name} has the rows of "
+                                   f"{len(epochs)}")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return _set_aside(out, f"cannot be read ({type(e).__name__}: {str(e)[:120]})")
+    changed = [f"--{k.replace('_', '-')} {state['settings'].get(k)!r} (now {v!r})"
+               for k, v in settings(cfg).items() if state["settings"].get(k) != v]
+    if changed:
+        fail(f"{folder} holds an interrupted run with other settings: {', '.join(changed)}. "
+             f"Rerun with those to resume it, or move the folder away to start over")
+    try:
+        model.load_weights(str(folder / state["weights"]))
+        if keep_best and not (folder / state["best"]).is_file():
+            raise FileNotFoundError(state["best"])
+        states = seed_states(model)
+        if len(states) != len(state["seed_states"]):
+            raise ValueError("sampler states do not match the model")
+        for variable, value in zip(states, state["seed_states"]):
+            variable.assign(np.array(value, dtype=variable.dtype))
+    except Exception as e:  # any unreadable or mismatched weights file
+        return _set_aside(out, f"has weights that cannot be loaded ({type(e).__name__}: "
+                               f"{str(e)[:120]})")
+    lines = partial.read_text().splitlines(keepends=True)
+    partial.write_text("".join(lines[: 1 + done]))  # rows past the backup: epochs it lost
+    print(f"resuming from the backup in {folder}: {done} epoch(s) already done")
+    return state
+
+
+def _set_aside(out, problem):
+    aside = out / f"{BACKUP}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(out / BACKUP, aside)
+    if (out / PARTIAL_HISTORY).exists():
+        os.replace(out / PARTIAL_HISTORY, aside / PARTIAL_HISTORY)
+    fail(f"the backup in {out / BACKUP} {problem}; it is moved to {aside} (nothing deleted). "
+         "The same command now starts the run over")
+
+
+_trained = {}  # out -> what `finish` publishes after a training run: weights file, config
 
 
 def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_best=False):
-    """`model.fit` with resume, history.csv, epoch timing and a NaN guard; saves the weights.
+    """`model.fit` with resume, a per-epoch history, epoch timing and a NaN guard.
 
     Killed and started again with the same command, a run continues after its last finished
-    epoch (Keras' BackupAndRestore in `out/backup/`). Until the run finishes, its epochs go to
-    `history.partial.csv`; only then do `history.csv`, `config.json` and the weights replace an
-    earlier run's, so a run that is killed or diverges leaves the earlier outputs whole. With
-    `keep_best`, the weights saved (and left in the model) are those of the epoch with the lowest
-    validation loss; otherwise the last epoch's. Returns the full history as a dict of arrays,
-    resumed epochs included.
+    epoch (the `Backup` in `out/backup/`), and a run killed after training, during its
+    evaluation, does not train again. The epochs go to `history.partial.csv`; nothing in `out`
+    is replaced until `finish` publishes the weights, history, config, figures and metrics
+    together, so a run that is killed or diverges leaves the earlier outputs whole. With
+    `keep_best`, the weights left in the model (and published) are those of the epoch with the
+    lowest validation loss; otherwise the last epoch's. Returns the full history as a dict of
+    arrays, resumed epochs included.
     """
     build_optimizer(model)  # so that a resume restores the optimizer's state too
-    backup = out / "backup"
-    partial = out / PARTIAL_HISTORY
-    meta = backup / "training_metadata.json"
-    if meta.exists():
-        done = json.loads(meta.read_text())["epoch"]
-        print(f"resuming from the backup in {backup}: {done} epoch(s) already done")
-        _trim_history(partial, done)
-    elif partial.exists():
-        partial.unlink()
-    extra = []
+    folder, partial = out / BACKUP, out / PARTIAL_HISTORY
+    state = resume(model, cfg, out, keep_best)
+    done = state["epochs_done"] if state else 0
+    PROGRESS.update(out=out, phase="training", epochs_done=done or None)
+    keeper = None
     if keep_best:
-        previous = read_history(partial) if meta.exists() and partial.exists() else {}
-        best = float(np.min(previous["val_loss"])) if len(previous.get("val_loss", [])) else math.inf
-        extra.append(KeepBest(out / PARTIAL_BEST, best))
-    batches, order = epoch_batches(x, y, cfg.batch_size, cfg.seed)
-    PROGRESS.update(out=out, phase="training", epochs_done=done if meta.exists() else None)
-    cbs = [order, Progress(), EpochTimer(), *callbacks, *extra, StopOnNaN(),
-           keras.callbacks.BackupAndRestore(str(backup)), SeedStates(backup),
-           keras.callbacks.CSVLogger(str(partial), append=True)]
-    try:
-        model.fit(batches, epochs=cfg.epochs, shuffle=False, validation_data=validation_data,
-                  validation_batch_size=cfg.batch_size, callbacks=cbs, verbose=1)
-    except TrainingDiverged as e:
-        fail(f"{e}; training stopped. Earlier outputs in {out} are untouched; this run's finished "
-             f"epochs are in {backup} and {partial.name} (lower the learning rate or change --seed)")
+        keeper = KeepBest(folder, state["best_val_loss"], state["best"]) if state else KeepBest(folder)
+    if done < cfg.epochs:
+        batches, order = epoch_batches(x, y, cfg.batch_size, cfg.seed)
+        cbs = [order, Progress(), EpochTimer(), *callbacks, *([keeper] if keeper else []),
+               StopOnNaN(), keras.callbacks.CSVLogger(str(partial), append=True),
+               Backup(folder, cfg, keeper)]
+        try:
+            model.fit(batches, epochs=cfg.epochs, initial_epoch=done, shuffle=False,
+                      validation_data=validation_data, validation_batch_size=cfg.batch_size,
+                      callbacks=cbs, verbose=1)
+        except TrainingDiverged as e:
+            fail(f"{e}; training stopped. Earlier outputs in {out} are untouched; this run's "
+                 f"finished epochs are in {folder} and {partial.name} (lower the learning rate "
+                 "or change --seed)")
+    state = json.loads((folder / STATE).read_text())
+    weights = folder / (state["best"] if keep_best else state["weights"])
     if keep_best:
-        os.replace(out / PARTIAL_BEST, out / WEIGHTS)
-        load_weights(model, out / WEIGHTS)
-    else:
-        save_weights(model, out / WEIGHTS)
-    write_json(out / "config.json", dataclasses.asdict(cfg))
-    os.replace(partial, out / "history.csv")
+        load_weights(model, weights)
+    _trained[out] = (weights, cfg)
     PROGRESS["phase"] = "evaluation"
-    return read_history(out / "history.csv")
+    return read_history(partial)
 
 
 def build_optimizer(model):
@@ -460,10 +516,20 @@ def history_summary(history):
 def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
     """With --load, the saved weights and history of an earlier run; otherwise `train` them."""
     if cfg.load:
+        for name in ("config.json", "history.csv", WEIGHTS):
+            if not (out / name).is_file():
+                fail(f"no {name} in {out}: --load needs a finished run's outputs; train first "
+                     "(run without --load) or pass its --out-dir")
+        try:
+            saved = json.loads((out / "config.json").read_text())
+        except ValueError as e:
+            fail(f"cannot read {out / 'config.json'} ({e})")
+        changed = [f"--{k.replace('_', '-')} {v!r} (saved: {saved.get(k)!r})"
+                   for k, v in settings(cfg).items() if saved.get(k) != v]
+        if changed:
+            fail(f"the run in {out} was trained with other settings: {', '.join(changed)}; "
+                 "pass the saved values to --load it")
         load_weights(model, out / WEIGHTS)
-        if not (out / "history.csv").is_file():
-            fail(f"no history.csv in {out} beside the weights: --load needs a finished run's "
-                 "outputs; train first (run without --load)")
         PROGRESS["phase"] = "evaluation"
         return read_history(out / "history.csv")
     return train(model, cfg, out, x, y, **train_kwargs)
@@ -487,16 +553,43 @@ def machine(cpuinfo="/proc/cpuinfo"):
     return f"{name}, {cores} cores, {' '.join(units) or 'no AVX-512 or AMX'}"
 
 
+def pending(out):
+    """An empty folder for this evaluation's figures; `finish` publishes them with the rest."""
+    folder = Path(out) / PENDING
+    if folder.exists():
+        shutil.rmtree(folder)  # figures of an interrupted evaluation, all made again
+    folder.mkdir()
+    return folder
+
+
 def finish(out, model, metrics, evaluation_started):
-    """Add the evaluation time, parameter count and machine; write metrics.json, print, return it.
+    """Add the evaluation time, parameter count and machine, and publish the run; return metrics.
 
     `evaluation_started` is the `time.perf_counter()` at which training (or loading) ended.
+    Publishing moves the new weights, history.csv, config.json, the figures in `pending(out)`
+    and metrics.json into `out`, each by a rename, and only then removes the backup: a kill
+    before that leaves the earlier outputs and the backup, and the same command evaluates again
+    without training.
     """
     metrics = {**metrics, "eval_seconds": time.perf_counter() - evaluation_started,
                "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                "machine": machine()}
-    write_json(out / "metrics.json", metrics)
+    stage = Path(out) / PENDING
+    stage.mkdir(exist_ok=True)
+    write_json(stage / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
+    trained = _trained.pop(out, None)
+    if trained:
+        weights, cfg = trained
+        shutil.copyfile(weights, stage / WEIGHTS)  # a copy: the backup stays whole until the end
+        shutil.copyfile(out / PARTIAL_HISTORY, stage / "history.csv")
+        write_json(stage / "config.json", dataclasses.asdict(cfg))
+    for f in sorted(stage.iterdir(), key=lambda f: f.name == "metrics.json"):  # metrics last
+        os.replace(f, out / f.name)
+    stage.rmdir()
+    if trained:
+        shutil.rmtree(out / BACKUP)
+        (out / PARTIAL_HISTORY).unlink()
     bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         fail(f"{', '.join(bad)} came out NaN or infinite (written as such to "

@@ -1,5 +1,6 @@
 """Faults end in one line and an exit status, and lose nothing: two runs, Ctrl-C, bad writes."""
 import dataclasses
+import json
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import vae_keras
 import vae_keras_cnn_gs
 import vae_vmf_keras
 from common import run
-from simulate import KillAt
+from simulate import KillAt, KillAtTrainEnd
 
 
 def quick(out, *more):
@@ -120,3 +121,73 @@ def test_a_metric_out_of_range_is_written_said_and_exits_1(tmp_path):
         run.finish(tmp_path, model, {"test_nll": float("nan"), "test_loss": 1.0}, time.perf_counter())
     assert "test_nll came out NaN or infinite" in str(stop.value.code)
     assert "NaN" in (tmp_path / "metrics.json").read_text()
+
+
+def killed_after_one_epoch(out):
+    with pytest.raises(KeyboardInterrupt):
+        vae_keras.main(quick(out), callbacks=[KillAt(1)])
+    assert (out / run.BACKUP / run.STATE).is_file()
+
+
+DAMAGE = {
+    "state.json garbled": lambda b, out: (b / run.STATE).write_bytes(b"\x00\xff{"),
+    "state.json missing": lambda b, out: (b / run.STATE).unlink(),
+    "weights empty": lambda b, out: (b / "epoch-1.weights.h5").write_bytes(b""),
+    "weights truncated": lambda b, out: (b / "epoch-1.weights.h5").write_bytes(
+        (b / "epoch-1.weights.h5").read_bytes()[:2000]),
+    "weights missing": lambda b, out: (b / "epoch-1.weights.h5").unlink(),
+    "history garbled": lambda b, out: (out / run.PARTIAL_HISTORY).write_bytes(b"\xff\xfe\x00"),
+    "history a row short": lambda b, out: (out / run.PARTIAL_HISTORY).write_text(
+        (out / run.PARTIAL_HISTORY).read_text().splitlines()[0] + "\n"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_backup_is_set_aside_in_one_line_and_the_run_starts_over(tmp_path, damage):
+    out = tmp_path / "run"
+    killed_after_one_epoch(out)
+    DAMAGE[damage](out / run.BACKUP, out)
+    with pytest.raises(SystemExit) as stop:
+        vae_keras.main(quick(out))
+    message = str(stop.value.code)
+    assert "\n" not in message and "The same command now starts the run over" in message
+    aside = list(tmp_path.glob("run/backup.damaged-*"))
+    assert len(aside) == 1 and not (out / run.BACKUP).exists()
+    if damage == "weights missing":  # and it does: both epochs trained anew
+        kill = KillAt(5)
+        vae_keras.main(quick(out), callbacks=[kill])
+        assert kill.started == [0, 1]
+        assert list(run.read_history(out / "history.csv")["epoch"]) == [0, 1]
+
+
+def test_a_backup_with_other_settings_is_named_and_kept(tmp_path):
+    out = tmp_path / "run"
+    killed_after_one_epoch(out)
+    with pytest.raises(SystemExit) as stop:
+        vae_keras.main(quick(out, "--intermediate-dim", "64"))
+    assert "--intermediate-dim 256 (now 64)" in str(stop.value.code)
+    assert (out / run.BACKUP / run.STATE).is_file()
+
+
+def test_a_kill_during_the_evaluation_keeps_the_old_outputs_and_does_not_train_again(tmp_path):
+    out = tmp_path / "run"
+    vae_keras.main(quick(out, "--seed", "1"))
+    old = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != run.LOCK}
+    with pytest.raises(KeyboardInterrupt):
+        vae_keras.main(quick(out), callbacks=[KillAtTrainEnd()])
+    assert {p.name: p.read_bytes() for p in out.iterdir()
+            if p.is_file() and p.name in old} == old  # the earlier set, whole
+    kill = KillAt(5)
+    metrics = vae_keras.main(quick(out), callbacks=[kill])
+    assert kill.started == []  # evaluated from the backed-up weights, not trained again
+    assert json.loads((out / "config.json").read_text())["seed"] == 0
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert not (out / run.BACKUP).exists() and not (out / run.PENDING).exists()
+
+
+def test_load_names_the_flag_that_differs_from_the_saved_run(tmp_path):
+    out = tmp_path / "run"
+    vae_keras.main(quick(out))
+    with pytest.raises(SystemExit) as stop:
+        vae_keras.main(quick(out, "--load", "--latent-dim", "3"))
+    assert "--latent-dim 3 (saved: 2)" in str(stop.value.code)
