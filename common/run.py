@@ -79,6 +79,12 @@ def parse_config(cls, argv=None, prog=None, description=None):
         help_text = f.metadata["help"]
         if "(default:" not in help_text:  # a help text may explain its default itself
             help_text += f" (default: {f.default!r})"
+        low = next((f"{op} {f.metadata[k]:g}" for k, op in (("ge", ">="), ("gt", ">"))
+                    if k in f.metadata), None)
+        high = next((f"{op} {f.metadata[k]:g}" for k, op in (("le", "<="), ("lt", "<"))
+                     if k in f.metadata), None)
+        if low or high:
+            help_text += f" [{', '.join(b for b in (low, high) if b)}]"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
                                 help=help_text)
