@@ -258,10 +258,14 @@ class StopOnNaN(keras.callbacks.Callback):
             raise TrainingDiverged(f"the training loss became {float(loss)} at batch {batch}")
 
 
-def read_history(path):
-    """history.csv (Keras' CSVLogger) as a dict of column name -> float array."""
+def read_history(path, rows=None):
+    """history.csv (Keras' CSVLogger) as a dict of column name -> float array.
+
+    `rows` reads only the first rows (after a kill, a partial history may end in a cut-off line).
+    """
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        lines = f.readlines() if rows is None else [f.readline() for _ in range(rows + 1)]
+    rows = list(csv.DictReader(lines))
     columns = {k: np.array([float("nan") if r[k] == "NA" else float(r[k]) for r in rows])
                for k in (rows[0] if rows else {})}
     return {k: v for k, v in columns.items() if not np.all(np.isnan(v))}  # drop NA-only columns
@@ -396,7 +400,7 @@ def resume(model, cfg, out, keep_best=False):
         done = state["epochs_done"]
         if not isinstance(done, int) or done < 1:
             raise ValueError(f"epochs_done is {done!r}")
-        history = read_history(partial) if partial.exists() else {}
+        history = read_history(partial, rows=done) if partial.exists() else {}
         epochs = list(history.get("epoch", []))[:done]
         if epochs != list(range(done)):
             return _set_aside(out, f"holds {done} epoch(s) but {partial.name} has the rows of "

@@ -202,3 +202,13 @@ def test_data_that_is_a_folder_or_random_bytes_is_one_clear_line(tmp_path):
             run.load_data(run.RunConfig(data=str(data)))
         message = str(stop.value.code)
         assert said in message and "\n" not in message and "allow_pickle" not in message
+
+
+def test_a_cut_off_history_row_past_the_backup_is_dropped_on_resume(tmp_path):
+    out = tmp_path / "run"
+    killed_after_one_epoch(out)
+    with open(out / run.PARTIAL_HISTORY, "a") as f:
+        f.write("1,3")  # a kill in the middle of writing the next epoch's row
+    kill = KillAt(5)
+    vae_keras.main(quick(out), callbacks=[kill])
+    assert kill.started == [1] and list(run.read_history(out / "history.csv")["epoch"]) == [0, 1]
