@@ -31,7 +31,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # Keras 3's backend; KERAS
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # quiet TensorFlow's start-up log
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 from common import plotting, run  # noqa: E402
@@ -198,6 +197,8 @@ class FusedAdam(keras.optimizers.Adam):
     """
 
     def update_step(self, gradient, variable, learning_rate):
+        import tensorflow as tf
+
         if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype

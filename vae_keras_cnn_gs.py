@@ -18,7 +18,8 @@ Deviations from the original:
 - Keras 3: the loss is added by a small layer (`GumbelVAELoss`) instead of `Model.add_loss` on a
   symbolic tensor; tau is a non-trainable weight of the `GumbelSoftmax` layer, assigned by the
   `TauAnnealing` callback. The blog's parameter count, 299,202, includes tau: 299,201 weights
-  are trained (metrics.json's `trainable_params`) and tau makes one more.
+  are trained (metrics.json's `trainable_params`) and tau makes one more. Keras' count here is
+  one higher again: the layer's batch counter, from which it sets tau, is a weight too.
 - tau follows the blog's "r <- 0.999 r before each batch" in closed form, tau = tau_min +
   (tau_max - tau_min) * decay^t with t the optimizer's step count, evaluated by the layer inside
   the compiled training step (the `TauAnnealing` callback installs it): exact for every batch
@@ -92,7 +93,9 @@ class GumbelSoftmax(layers.Layer):
     class drawn with probabilities softmax(logits) (Gumbel-Max). tau is a non-trainable weight
     read at every call, so assigning it changes what an already compiled step computes. Once
     `anneal` has given it a schedule, every training call first sets tau from the schedule and
-    the current step count. Samples in training and validation alike, as the blog's graph does.
+    `step`, the layer's count of training calls (one per batch; a weight, so it survives a
+    resume, and model state, so every backend updates it inside its compiled step). Samples in
+    training and validation alike, as the blog's graph does.
     """
 
     def __init__(self, tau=1.0, seed=None, **kwargs):
@@ -102,15 +105,18 @@ class GumbelSoftmax(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.tau = self.add_weight(shape=(), name="tau", trainable=False,
                                    initializer=keras.initializers.Constant(self.initial_tau))
+        self.step = self.add_weight(shape=(), name="step", trainable=False, dtype="int32",
+                                    initializer="zeros")
         self.schedule = None
 
-    def anneal(self, tau_at, step):
-        """From now on, a training call sets tau = tau_at(step) first (`step`: a variable)."""
-        self.schedule = lambda: tau_at(ops.cast(step, "float64"))  # read when the step runs
+    def anneal(self, tau_at):
+        """From now on, training call t (from 0) first sets tau = tau_at(t)."""
+        self.schedule = tau_at
 
     def call(self, logits, training=False):
         if training and self.schedule is not None:
-            self.tau.assign(ops.cast(self.schedule(), self.tau.dtype))
+            self.tau.assign(ops.cast(self.schedule(ops.cast(self.step, "float64")), self.tau.dtype))
+            self.step.assign(self.step + 1)
         u = keras.random.uniform(ops.shape(logits), seed=self.seed_generator)
         g = -ops.log(-ops.log(u + EPSILON) + EPSILON)
         return ops.softmax((logits + g) / ops.cast(self.tau, logits.dtype), axis=-1)
@@ -153,10 +159,10 @@ class TauAnnealing(keras.callbacks.Callback):
     """The blog's tau schedule: before training batch t, tau = tau_min + (tau_max - tau_min) decay^t.
 
     The blog's callback sets tau from Python before every batch. This one hands the schedule to
-    the layer when training begins, and the layer evaluates it inside the compiled step from t =
-    the optimizer's step count: so it holds for every batch when several batches run per call,
-    and survives a resume. At an epoch's start it prints tau; at its end `logs["tau"]` is the tau
-    of its last batch, which the validation pass also uses.
+    the layer when training begins, and the layer evaluates it inside the compiled step from its
+    own count of training batches: so it holds for every batch when several batches run per
+    call, and survives a resume. At an epoch's start it prints tau; at its end `logs["tau"]` is
+    the tau of its last batch, which the validation pass also uses.
     """
 
     def __init__(self, layer, tau_max=1.0, tau_min=0.01, decay=0.999):
@@ -167,11 +173,11 @@ class TauAnnealing(keras.callbacks.Callback):
         return self.tau_min + (self.tau_max - self.tau_min) * self.decay ** t
 
     def on_train_begin(self, logs=None):
-        self.layer.anneal(self.tau_at, self.model.optimizer.iterations)
+        self.layer.anneal(self.tau_at)
         self.model.make_train_function(force=True)  # a step traced before would skip the schedule
 
     def on_epoch_begin(self, epoch, logs=None):
-        tau = self.tau_at(int(ops.convert_to_numpy(self.model.optimizer.iterations)))
+        tau = self.tau_at(int(ops.convert_to_numpy(self.layer.step)))
         self.layer.tau.assign(tau)
         print(f"epoch: {epoch + 1}, tau: {tau:.5f}")
 

@@ -193,8 +193,10 @@ def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False
 
     The speed settings change how a step is executed (XLA, several steps per call, a fused
     optimizer kernel), not what it computes; `plain_optimizer` is the stock optimizer that
-    `optimizer` stands in for.
+    `optimizer` stands in for, and is used on backends other than TensorFlow.
     """
+    if plain_optimizer is not None and keras.backend.backend() != "tensorflow":
+        optimizer = plain_optimizer  # a TensorFlow-only kernel; the same update in Keras ops
     if cfg.plain_keras:
         model.compile(optimizer=plain_optimizer or optimizer, **compile_kwargs)
     else:

@@ -55,21 +55,25 @@ def test_gumbel_softmax_layer_is_serialisable_and_tau_is_a_saved_weight(tmp_path
     again = keras.layers.deserialize(keras.layers.serialize(layer))
     assert isinstance(again, gs.GumbelSoftmax)
     assert (again.seed, again.initial_tau, float(again.tau.numpy())) == (11, 0.7, pytest.approx(0.7))
-    assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 1
+    assert layer.trainable_weights == []
+    assert [w.name for w in layer.non_trainable_weights] == ["tau", "step"]
 
     x = keras.Input((4, 3))
     model = keras.Model(x, gs.GumbelSoftmax(tau=1.0, seed=2, name="z")(x))
     model.get_layer("z").tau.assign(0.125)
+    model.get_layer("z").step.assign(42)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert float(loaded.get_layer("z").tau.numpy()) == 0.125
+    assert int(loaded.get_layer("z").step.numpy()) == 42  # a resume continues the schedule
 
 
 def test_parameter_count():
     vae, encoder, decoder = gs.build_models(gs.Config())
-    # 299,201 trainable weights plus tau, the one non-trainable weight: the blog's 299,202
+    # 299,201 trainable weights plus tau: the blog's 299,202; plus the layer's batch counter
     assert sum(int(np.prod(w.shape)) for w in vae.trainable_weights) == 299_201
-    assert vae.count_params() == 299_202
+    assert {w.name for w in vae.non_trainable_weights} == {"tau", "step"}
+    assert vae.count_params() == 299_202 + 1
     assert decoder.output.shape[1:] == (28, 28, 1) and encoder.output.shape[1:] == (32, 10)
 
 
@@ -131,13 +135,17 @@ def trained_vae(callback_for, steps_per_execution, epochs=2):
 def test_tau_schedule_is_exact_per_batch_with_several_steps_per_execution():
     """7 batches an epoch in calls of 3: the in-step schedule trains exactly as tau set from
     Python before every single batch (the blog's callback) does; one batch off, it does not."""
-    blog = trained_vae(BlogTauCallback, 1).get_weights()
+    def trained(vae):
+        return [np.asarray(w) for w in vae.trainable_weights] + [vae.get_layer("z").tau.numpy()]
+
+    blog = trained(trained_vae(BlogTauCallback, 1))
     ours = trained_vae(gs.TauAnnealing, 3)
-    # tau of the 14th and last batch
+    # tau of the 14th and last batch, set from the layer's count of 14 training batches
     assert float(ours.get_layer("z").tau.numpy()) == pytest.approx(tau_at(13), rel=1e-6)
-    for a, b in zip(blog, ours.get_weights()):
+    assert int(ours.get_layer("z").step.numpy()) == 14
+    for a, b in zip(blog, trained(ours)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    shifted = trained_vae(lambda layer: BlogTauCallback(layer, offset=1), 1).get_weights()
+    shifted = trained(trained_vae(lambda layer: BlogTauCallback(layer, offset=1), 1))
     assert max(np.max(np.abs(a - b)) for a, b in zip(blog, shifted)) > 1e-4
 
 
