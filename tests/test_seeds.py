@@ -108,6 +108,7 @@ def history(tmp_path, name, seed, kill=None):
     return run.read_history(out / "history.csv")
 
 
+@pytest.mark.backends
 def test_same_seed_same_history_resumed_or_not_and_another_seed_differs(tmp_path):
     a = history(tmp_path, "a", 0)
     again = history(tmp_path, "again", 0)

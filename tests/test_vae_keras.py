@@ -23,6 +23,7 @@ def test_kl_closed_form_matches_monte_carlo():
     assert abs(mc.mean() - kl) < 4 * mc.std() / np.sqrt(len(mc))
 
 
+@pytest.mark.backends
 def test_sampling_layer_mean_and_variance():
     layer = vae_keras.Sampling(seed=1)
     n = 200_000
@@ -61,6 +62,7 @@ def test_importance_sampling_bounds_on_a_trained_toy_model():
     assert nll > neg_elbo.mean() - 30  # a sane gap, not a broken weight
 
 
+@pytest.mark.backends
 def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then_resumed):
     out = tmp_path / "run"
     argv = QUICK + ["--out-dir", str(out)]

@@ -26,6 +26,7 @@ def binary_images(n, seed=0):
 # ---------------------------------------------------------------- the Gumbel-Softmax layer
 
 
+@pytest.mark.backends
 def test_gumbel_max_picks_each_class_with_softmax_probability():
     logits = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0, 0.3, 1.5, -0.5, 0.8], "float32")
     layer = gs.GumbelSoftmax(tau=1.0, seed=3)
@@ -132,6 +133,7 @@ def trained_vae(callback_for, steps_per_execution, epochs=2):
     return vae
 
 
+@pytest.mark.backends
 def test_tau_schedule_is_exact_per_batch_with_several_steps_per_execution():
     """7 batches an epoch in calls of 3: the in-step schedule trains exactly as tau set from
     Python before every single batch (the blog's callback) does; one batch off, it does not."""
@@ -264,6 +266,7 @@ def test_bad_values_exit_2_with_a_clear_message(argv, needle, capsys, tmp_path):
     assert not (tmp_path / "config.json").exists()
 
 
+@pytest.mark.backends
 def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, capsys, killed_then_resumed):
     out = tmp_path / "run"
     argv = QUICK + ["--out-dir", str(out)]

@@ -132,6 +132,7 @@ def test_quantile_function_is_exact(dims, kappa):
     assert np.max(np.abs(cdf - target)) < 2e-6
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("dims, kappa", GRID)
 def test_table_is_exact_in_distribution(dims, kappa):
     n = 10**6
@@ -209,6 +210,7 @@ def unit_rows(n, d, seed):
     return vmf.uniform_on_sphere(n, d, np.random.default_rng(seed)).astype("float32")
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("dims, kappa", [(4, 20.0), (2, 5.0), (16, 1000.0)])
 def test_layer_parts_are_unit_orthogonal_and_from_the_table(dims, kappa):
     layer = vmf.VMFSampling(kappa, table_size=5000, seed=1)
@@ -300,6 +302,7 @@ def test_importance_sampling_bounds_on_a_trained_toy_model():
     assert nll > neg_elbo.mean() - 30  # a sane gap, not a broken weight
 
 
+@pytest.mark.backends
 def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then_resumed):
     out = tmp_path / "run"
     argv = QUICK + ["--out-dir", str(out)]
