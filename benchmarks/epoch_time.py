@@ -11,11 +11,14 @@ to a few images (it is not timed here).
 
 The losses of the two configurations after the last epoch are printed beside the spread between
 seeds, so one can see that the speed settings change how a step is executed, not what it computes.
+With `--jax`, a third configuration runs the defaults on Keras' JAX backend (KERAS_BACKEND=jax),
+in the same alternation, and a line `jax/tensorflow: vae=...x ...` gives TensorFlow's seconds per
+epoch over JAX's for the defaults (above 1: JAX is faster).
 Ends with one line:
     vae=...x vmf=...x gs=...x nice=...x
 the speed-up of the defaults over plain Keras 3 (plain seconds per epoch / default).
 
-Usage: python benchmarks/epoch_time.py [--epochs 3] [--rounds 2] [--scripts vae vmf gs nice]
+Usage: python benchmarks/epoch_time.py [--epochs 3] [--rounds 2] [--scripts vae vmf gs nice] [--jax]
 """
 import argparse
 import os
@@ -37,6 +40,7 @@ SCRIPTS = {  # short name: (script, flags that cut the evaluation after training
     "nice": ("nice.py", []),
 }
 CONFIGS = {"plain": ["--plain-keras"], "defaults": []}
+BACKEND = {"plain": "tensorflow", "defaults": "tensorflow", "jax": "jax"}
 
 
 def run_once(name, config, epochs, seed, root):
@@ -45,8 +49,9 @@ def run_once(name, config, epochs, seed, root):
     script, eval_flags = SCRIPTS[name]
     out = root / f"{name}_{config}_{seed}"
     cmd = [sys.executable, str(REPO / script), "--epochs", str(epochs), "--seed", str(seed),
-           "--out-dir", str(out), *eval_flags, *CONFIGS[config]]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+           "--out-dir", str(out), *eval_flags, *CONFIGS.get(config, [])]
+    done = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": BACKEND[config]})
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     history = read_history(out / "history.csv")
@@ -60,30 +65,39 @@ def main():
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs of each configuration, alternating (round r uses --seed r)")
     parser.add_argument("--scripts", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
+    parser.add_argument("--jax", action="store_true",
+                        help="also time the defaults on the JAX backend")
     args = parser.parse_args()
+    configs = [*CONFIGS, *(["jax"] if args.jax else [])]
     if args.epochs < 2 or args.rounds < 1:
         parser.error("--epochs must be >= 2 and --rounds >= 1")
     from common.run import machine
 
     print(f"machine: {machine()}", flush=True)
-    speedups = {}
+    speedups, jax_ratio = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.scripts:
-            seconds = {c: [] for c in CONFIGS}
-            losses = {c: [] for c in CONFIGS}
+            seconds = {c: [] for c in configs}
+            losses = {c: [] for c in configs}
             for r in range(args.rounds):
-                order = list(CONFIGS) if r % 2 == 0 else list(CONFIGS)[::-1]
+                order = configs if r % 2 == 0 else configs[::-1]
                 for config in order:
                     s, loss = run_once(name, config, args.epochs, r, Path(tmp))
                     seconds[config] += s
                     losses[config].append(loss)
             median = {c: statistics.median(v) for c, v in seconds.items()}
             speedups[name] = median["plain"] / median["defaults"]
-            loss_text = "; ".join(f"{c} " + " ".join(f"{v:.2f}" for v in losses[c]) for c in CONFIGS)
+            loss_text = "; ".join(f"{c} " + " ".join(f"{v:.2f}" for v in losses[c]) for c in configs)
+            jax_text = ""
+            if "jax" in median:
+                jax_ratio[name] = median["defaults"] / median["jax"]
+                jax_text = f", jax {median['jax']:.2f} s/epoch"
             print(f"{name}: plain {median['plain']:.2f} s/epoch, defaults {median['defaults']:.2f} "
-                  f"s/epoch (medians of {len(seconds['plain'])} epochs each): "
+                  f"s/epoch{jax_text} (medians of {len(seconds['plain'])} epochs each): "
                   f"{speedups[name]:.2f}x; val_loss after {args.epochs} epochs by seed: {loss_text}",
                   flush=True)
+    if jax_ratio:
+        print("jax/tensorflow: " + " ".join(f"{n}={s:.2f}x" for n, s in jax_ratio.items()))
     print(" ".join(f"{name}={s:.2f}x" for name, s in speedups.items()))
 
 
