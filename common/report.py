@@ -72,13 +72,24 @@ def seed_summary(folder):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+SAMPLED = ("test_nll", "test_neg_elbo")  # estimates whose image count may differ between seeds
+MIXED = "†"
+
+
 def cell(m, seeds, key, digits):
-    """The default run's value; below it, if a seed study covers it, mean ± sd over the seeds."""
+    """The default run's value; below it, if a seed study covers it, mean ± sd over the seeds.
+
+    The spread is left out if the study's seed 0 is not this default run (a stale seeds.json),
+    and marked † if its seeds estimated `key` on different numbers of test images.
+    """
     text = fmt(m.get(key), digits)
     spread = (seeds or {}).get("metrics", {}).get(key)
-    if spread and spread["sd"] is not None:
-        text += f"<br>{fmt(spread['mean'], digits)} ± {fmt(spread['sd'], digits)}"
-    return text
+    if not spread or spread["sd"] is None:
+        return text
+    if 0 in spread["seeds"] and spread["values"][spread["seeds"].index(0)] != m.get(key):
+        return text
+    mark = MIXED if key in SAMPLED and len(set((seeds.get("is_images") or {}).values())) > 1 else ""
+    return f"{text}<br>{fmt(spread['mean'], digits)} ± {fmt(spread['sd'], digits)}{mark}"
 
 
 def row(folder, label, blog):
@@ -103,6 +114,9 @@ def table():
              "training + evaluation |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [r for r in (row(*m) for m in MODELS) if r]
+    if any(MIXED in line for line in lines[2:]):
+        lines += ["", f"{MIXED} over seeds whose estimates use different numbers of test images "
+                      "(`is_images` in the model's seeds.json)"]
     return "\n".join(lines)
 
 
@@ -129,8 +143,10 @@ def seed_values(folder, epoch, key):
         return None
     if epoch is None:
         return summary["metrics"][key]["values"]
-    runs = [REPO / path for path in summary["runs"].values()]
-    return [float(read_history(r / "history.csv")[key][epoch - 1]) for r in runs]
+    histories = [read_history(REPO / path / "history.csv") for path in summary["runs"].values()]
+    if any(len(h[key]) < epoch for h in histories):
+        return None  # a run shorter than the reference's epoch
+    return [float(h[key][epoch - 1]) for h in histories]
 
 
 def comparison():
@@ -145,7 +161,8 @@ def comparison():
         verdicts = []
         for v in values:
             inside = min(ours) <= v <= max(ours)
-            verdicts.append("yes" if inside else f"no: {fmt(abs(v - mean) / sd)} sd from our mean")
+            away = f"{fmt(abs(v - mean) / sd)} sd" if sd > 0 else f"{fmt(abs(v - mean))} nats"
+            verdicts.append("yes" if inside else f"no: {away} from our mean")
         lines.append(f"| {folder}: {what} | {source} | {', '.join(fmt(v, 1) for v in values)} | "
                      f"{fmt(mean, 1)} ± {fmt(sd, 1)} ({fmt(min(ours), 1)} to {fmt(max(ours), 1)}), "
                      f"{len(ours)} seeds | {'; '.join(verdicts)} |")

@@ -392,14 +392,14 @@ def resume(model, cfg, out, keep_best=False):
     """
     folder, partial = out / BACKUP, out / PARTIAL_HISTORY
     if not (folder / STATE).exists():
-        if folder.exists() and any(folder.iterdir()):
-            return _set_aside(out, "has no state.json")
+        if folder.exists() and any(folder.iterdir()):  # e.g. killed while saving its first epoch
+            _set_aside(out, "has no state.json", stop=False)
         if partial.exists():  # the rows of a run killed in its first epoch
             partial.unlink()
         return None
     try:
         state = json.loads((folder / STATE).read_text())
-        done = state["epochs_done"]
+        done, saved_settings = state["epochs_done"], state["settings"]
         if not isinstance(done, int) or done < 1:
             raise ValueError(f"epochs_done is {done!r}")
         history = read_history(partial, rows=done) if partial.exists() else {}
@@ -409,14 +409,16 @@ def resume(model, cfg, out, keep_best=False):
                                    f"{len(epochs)}")
     except (OSError, ValueError, KeyError, TypeError) as e:
         return _set_aside(out, f"cannot be read ({type(e).__name__}: {str(e)[:120]})")
-    changed = [f"--{k.replace('_', '-')} {state['settings'].get(k)!r} (now {v!r})"
-               for k, v in settings(cfg).items() if state["settings"].get(k) != v]
+    changed = [f"--{k.replace('_', '-')} {saved_settings.get(k)!r} (now {v!r})"
+               for k, v in settings(cfg).items() if saved_settings.get(k) != v]
+    if done > cfg.epochs:
+        changed.append(f"--epochs {done} or more (now {cfg.epochs})")
     if changed:
         fail(f"{folder} holds an interrupted run with other settings: {', '.join(changed)}. "
              f"Rerun with those to resume it, or move the folder away to start over")
     try:
         model.load_weights(str(folder / state["weights"]))
-        if keep_best and not (folder / state["best"]).is_file():
+        if keep_best and state["best"] and not (folder / state["best"]).is_file():
             raise FileNotFoundError(state["best"])
         states = seed_states(model)
         if len(states) != len(state["seed_states"]):
@@ -432,13 +434,19 @@ def resume(model, cfg, out, keep_best=False):
     return state
 
 
-def _set_aside(out, problem):
+def _set_aside(out, problem, stop=True):
+    """Move a damaged backup aside (never delete it) and say so in one line.
+
+    With `stop`, exit (weights may be half loaded into the model); otherwise start over.
+    """
     aside = out / f"{BACKUP}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
     os.replace(out / BACKUP, aside)
     if (out / PARTIAL_HISTORY).exists():
         os.replace(out / PARTIAL_HISTORY, aside / PARTIAL_HISTORY)
-    fail(f"the backup in {out / BACKUP} {problem}; it is moved to {aside} (nothing deleted). "
-         "The same command now starts the run over")
+    message = f"the backup in {out / BACKUP} {problem}; it is moved to {aside} (nothing deleted)"
+    if stop:
+        fail(f"{message}. The same command now starts the run over")
+    print(f"{message}; starting the run over")
 
 
 _trained = {}  # out -> what `finish` publishes after a training run: weights file, config
@@ -466,9 +474,9 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
         keeper = KeepBest(folder, state["best_val_loss"], state["best"]) if state else KeepBest(folder)
     if done < cfg.epochs:
         batches, order = epoch_batches(x, y, cfg.batch_size, cfg.seed)
-        cbs = [order, Progress(), EpochTimer(), *callbacks, *([keeper] if keeper else []),
+        cbs = [order, EpochTimer(), *callbacks, *([keeper] if keeper else []),
                StopOnNaN(), keras.callbacks.CSVLogger(str(partial), append=True),
-               Backup(folder, cfg, keeper)]
+               Backup(folder, cfg, keeper), Progress()]  # Progress last: done once backed up
         try:
             model.fit(batches, epochs=cfg.epochs, initial_epoch=done, shuffle=False,
                       validation_data=validation_data, validation_batch_size=cfg.batch_size,
@@ -478,10 +486,10 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
                  f"finished epochs are in {folder} and {partial.name} (lower the learning rate "
                  "or change --seed)")
     state = json.loads((folder / STATE).read_text())
-    weights = folder / (state["best"] if keep_best else state["weights"])
+    weights = folder / (state["best"] if keep_best and state["best"] else state["weights"])
     if keep_best:
         load_weights(model, weights)
-    _trained[out] = (weights, cfg)
+    _trained[Path(out).resolve()] = (weights, cfg)
     PROGRESS["phase"] = "evaluation"
     return read_history(partial)
 
@@ -590,7 +598,7 @@ def finish(out, model, metrics, evaluation_started):
     stage.mkdir(exist_ok=True)
     write_json(stage / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
-    trained = _trained.pop(out, None)
+    trained = _trained.pop(Path(out).resolve(), None)
     if trained:
         weights, cfg = trained
         shutil.copyfile(weights, stage / WEIGHTS)  # a copy: the backup stays whole until the end
@@ -600,8 +608,10 @@ def finish(out, model, metrics, evaluation_started):
         os.replace(f, out / f.name)
     stage.rmdir()
     if trained:
-        shutil.rmtree(out / BACKUP)
         (out / PARTIAL_HISTORY).unlink()
+        done = out / f"{BACKUP}.published"  # renamed first: a kill while deleting leaves no backup
+        os.replace(out / BACKUP, done)
+        shutil.rmtree(done)
     bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         fail(f"{', '.join(bad)} came out NaN or infinite (written as such to "

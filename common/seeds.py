@@ -45,16 +45,16 @@ def run_dir(root, script, seed):
 
 
 def shown(path):
-    """A path relative to the repository when it lies inside it."""
+    """A path relative to the repository when it lies inside it, else absolute."""
     try:
         return str(path.resolve().relative_to(run.REPO))
     except ValueError:
-        return str(path)
+        return str(path.resolve())
 
 
 def run_args(root, script, seed, extra=(), is_images=None):
     args = [*extra, "--seed", str(seed), "--out-dir", shown(run_dir(root, script, seed))]
-    if seed != 0 and is_images and "--is-images" not in extra:
+    if seed != 0 and is_images and not any(a.startswith("--is-images") for a in extra):
         args += ["--is-images", str(is_images)]
     return args
 
@@ -68,6 +68,8 @@ def is_done(root, script, seed, args):
     out = run_dir(root, script, seed)
     if not ((out / "metrics.json").is_file() and (out / "config.json").is_file()):
         return False
+    if (out / run.BACKUP).exists() or (out / run.PENDING).exists():
+        return False  # a later run in this folder has not finished: run it (it resumes)
     config_cls = importlib.import_module(script).Config
     wanted = dataclasses.asdict(run.parse_config(config_cls, args, prog=f"{script}.py"))
     try:
@@ -155,9 +157,11 @@ def main(argv=None):
             missing.append(seed)
             continue
         print(f"seed {seed}: python {a.script}.py {' '.join(args)}", flush=True)
+        child = subprocess.Popen([sys.executable, f"{a.script}.py", *args], cwd=run.REPO)
         try:
-            code = subprocess.call([sys.executable, f"{a.script}.py", *args], cwd=run.REPO)
-        except KeyboardInterrupt:
+            code = child.wait()
+        except KeyboardInterrupt:  # the run got the interrupt too: let it save and say where
+            child.wait()
             print(f"interrupted during seed {seed}; the same command resumes it", file=sys.stderr)
             raise SystemExit(130) from None
         if code != 0:

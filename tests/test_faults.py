@@ -144,10 +144,17 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
-def test_a_damaged_backup_is_set_aside_in_one_line_and_the_run_starts_over(tmp_path, damage):
+def test_a_damaged_backup_is_set_aside_in_one_line_and_the_run_starts_over(tmp_path, damage,
+                                                                           capsys):
     out = tmp_path / "run"
     killed_after_one_epoch(out)
     DAMAGE[damage](out / run.BACKUP, out)
+    if damage == "state.json missing":  # nothing was loaded: it starts over at once
+        kill = KillAt(5)
+        vae_keras.main(quick(out), callbacks=[kill])
+        assert kill.started == [0, 1] and len(list(tmp_path.glob("run/backup.damaged-*"))) == 1
+        assert "starting the run over" in capsys.readouterr().out
+        return
     with pytest.raises(SystemExit) as stop:
         vae_keras.main(quick(out))
     message = str(stop.value.code)
@@ -212,3 +219,13 @@ def test_a_cut_off_history_row_past_the_backup_is_dropped_on_resume(tmp_path):
     kill = KillAt(5)
     vae_keras.main(quick(out), callbacks=[kill])
     assert kill.started == [1] and list(run.read_history(out / "history.csv")["epoch"]) == [0, 1]
+
+
+def test_a_backup_past_a_smaller_epochs_is_not_published_as_this_run(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        vae_keras.main(["--epochs", "3", *quick(out)[2:]], callbacks=[KillAt(2)])
+    with pytest.raises(SystemExit) as stop:
+        vae_keras.main(["--epochs", "1", *quick(out)[2:]])
+    assert "--epochs 2 or more (now 1)" in str(stop.value.code)
+    assert (out / run.BACKUP / run.STATE).is_file() and not (out / "history.csv").exists()

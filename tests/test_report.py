@@ -60,13 +60,25 @@ def test_committed_metrics_use_one_schema():
 
 def test_a_seed_study_adds_mean_and_sd_below_the_default_run(repo):
     write_metrics(repo, "vae_keras", test_loss=151.8, test_neg_elbo=151.8, test_nll=148.43)
-    spread = {"test_loss": {"mean": 152.25, "sd": 0.456, "min": 151.8, "max": 152.9},
-              "test_nll": {"mean": 148.9, "sd": 0.3, "min": 148.4, "max": 149.3}}
-    (repo / "results" / "vae_keras" / "seeds.json").write_text(
-        json.dumps({"seeds": [0, 1, 2, 3, 4], "metrics": spread}))
+    seeds = [0, 1, 2, 3, 4]
+    spread = {"test_loss": {"mean": 152.25, "sd": 0.456, "seeds": seeds,
+                            "values": [151.8, 152.0, 152.2, 152.35, 152.9]},
+              "test_nll": {"mean": 148.9, "sd": 0.3, "seeds": seeds,
+                           "values": [148.43, 148.9, 149.0, 149.1, 149.07]}}
+    path = repo / "results" / "vae_keras" / "seeds.json"
+    path.write_text(json.dumps({"seeds": seeds, "metrics": spread}))
     line = report.table().splitlines()[2]
     assert line.startswith("| Gaussian VAE, `vae_keras.py` | 30 | 5 | 151.80<br>152.25 ± 0.46 |")
     assert "| 151.8 | 148.43<br>148.90 ± 0.30 |" in line  # no spread given: the run's value only
+    # estimates over different numbers of test images are marked, with a note below the table
+    path.write_text(json.dumps({"seeds": seeds, "metrics": spread,
+                                "is_images": {"0": 10000, "1": 2000}}))
+    lines = report.table().splitlines()
+    assert "148.43<br>148.90 ± 0.30† |" in lines[2] and lines[-1].startswith("† over seeds")
+    # a study whose seed 0 is not the default run in the table is stale: its spread is left out
+    spread["test_loss"]["values"][0] = 150.0
+    path.write_text(json.dumps({"seeds": seeds, "metrics": spread}))
+    assert "| 5 | 151.80 | none given |" in report.table().splitlines()[2]
 
 
 def test_comparison_says_which_references_lie_within_our_seeds(repo):
