@@ -79,14 +79,19 @@ def save_scatter(points, labels, path, title=None):
     plt.close(fig)
 
 
-def save_seed_curves(histories, path, ylabel="loss", title=None, top=None):
+def save_seed_curves(histories, path, ylabel="loss", title=None, top=None, marks=None,
+                     marks_label=None):
     """Validation loss of several runs against epoch: one thin line per seed, the mean in bold.
 
-    `histories` maps seed -> history dict; `top` caps the y axis as in `save_curves`.
+    `histories` maps seed -> history dict; `top` caps the y axis as in `save_curves`; `marks`
+    (epoch -> values) draws other runs' figures as crosses, labelled `marks_label`.
     """
     fig, ax = plt.subplots(figsize=(6, 4))
     for seed, h in sorted(histories.items()):
         ax.plot(h["epoch"] + 1, h["val_loss"], lw=0.8, alpha=0.7, label=f"seed {seed}")
+    if marks:
+        points = [(e, v) for e, values in marks.items() for v in values]
+        ax.plot(*zip(*points), "kx", ms=6, label=marks_label)
     lengths = {len(h["val_loss"]) for h in histories.values()}
     if len(lengths) == 1:  # the mean only where every run has the same epochs
         mean = np.mean([h["val_loss"] for h in histories.values()], axis=0)

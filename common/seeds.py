@@ -26,7 +26,7 @@ import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # as the scripts, before Keras is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from common import plotting, run  # noqa: E402
+from common import plotting, report, run  # noqa: E402
 
 sys.path.insert(0, str(run.REPO))  # the model scripts, imported to read their settings
 
@@ -38,6 +38,8 @@ SUMMARISED = ("final_val_loss", "best_val_loss", "best_epoch", "test_loss", "tes
               "test_nll", "test_bits_per_dim", "seconds_per_epoch")
 IGNORED = ("out_dir", "load", "data")  # config fields that may differ between equal runs
 LOSS_LABEL = {"nice": "validation loss (nats, without 720.448)"}
+MARKS = {"nice": report.ORIGINAL_NICE,  # the original script's runs, where they were reported
+         "vae_keras_cnn_gs": {30: report.ORIGINAL_GS}}
 
 
 def run_dir(root, script, seed):
@@ -114,7 +116,8 @@ def summarise(root, script, seeds, command):
     top = second + 0.1 * abs(second) if script != "nice" else None
     plotting.save_seed_curves(histories, base / "loss_seeds.png",
                               ylabel=LOSS_LABEL.get(script, "validation loss"), top=top,
-                              title=f"{script}: validation loss of {len(seeds)} seeds")
+                              title=f"{script}: validation loss of {len(seeds)} seeds",
+                              marks=MARKS.get(script), marks_label="original Keras 2 script")
     return summary
 
 
