@@ -38,6 +38,7 @@ SUMMARISED = ("final_val_loss", "best_val_loss", "best_epoch", "test_loss", "tes
               "test_nll", "test_bits_per_dim", "seconds_per_epoch")
 IGNORED = ("out_dir", "load", "data")  # config fields that may differ between equal runs
 LOSS_LABEL = {"nice": "validation loss (nats, without 720.448)"}
+ZOOM_FROM_EPOCH = {"nice": 10}
 MARKS = {"nice": report.ORIGINAL_NICE,  # the original script's runs, where they were reported
          "vae_keras_cnn_gs": {30: report.ORIGINAL_GS}}
 
@@ -112,8 +113,10 @@ def summarise(root, script, seeds, command):
     summary["machines"] = sorted({metrics[s].get("machine", "not recorded") for s in seeds})
     base = root / script
     run.write_json(base / "seeds.json", summary)
-    second = max(h["val_loss"][min(1, len(h["val_loss"]) - 1)] for h in histories.values())
-    top = second + 0.1 * abs(second) if script != "nice" else None
+    # the y axis from the second epoch down (NICE: from the tenth, where the runs level off)
+    at = ZOOM_FROM_EPOCH.get(script, 2) - 1
+    start = max(h["val_loss"][min(at, len(h["val_loss"]) - 1)] for h in histories.values())
+    top = start + 0.1 * abs(start) if script != "nice" else start + 50
     plotting.save_seed_curves(histories, base / "loss_seeds.png",
                               ylabel=LOSS_LABEL.get(script, "validation loss"), top=top,
                               title=f"{script}: validation loss of {len(seeds)} seeds",
