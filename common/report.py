@@ -127,7 +127,8 @@ ORIGINAL_NICE = {5: [-1381.9, -1379.8], 8: [-1737.8, -1732.5], 10: [-1872.7, -18
                  12: [-1937.8, -1934.1], 15: [-1949.1, -1944.3], 16: [-1948.7, -1946.6]}
 ORIGINAL_GS = [61.55, 62.81]  # after its 30th and last epoch
 REFERENCES = [
-    ("nice", "best test loss", None, "best_val_loss", "the blog: about", [-2200.0]),
+    ("nice", "best test loss", None, "best_val_loss", "the blog (\"about\", within 20 epochs)",
+     [-2200.0]),
     *[("nice", f"test loss after epoch {e}", e, "val_loss", ORIGINAL, v)
       for e, v in ORIGINAL_NICE.items()],
     ("vae_keras_cnn_gs", "test loss after the last epoch (30)", None, "final_val_loss", ORIGINAL,
