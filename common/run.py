@@ -352,6 +352,12 @@ def settings(cfg):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_TRAINING}
 
 
+def changed_settings(saved, cfg):
+    """(flag, saved value, this command's value) for each training setting that differs."""
+    return [(f"--{k.replace('_', '-')}", saved.get(k), v)
+            for k, v in settings(cfg).items() if saved.get(k) != v]
+
+
 class Backup(keras.callbacks.Callback):
     """After every epoch, the state a resume needs, written so that a kill at any moment leaves
     either the previous backup or the new one whole.
@@ -409,8 +415,8 @@ def resume(model, cfg, out, keep_best=False):
                                    f"{len(epochs)}")
     except (OSError, ValueError, KeyError, TypeError) as e:
         return _set_aside(out, f"cannot be read ({type(e).__name__}: {str(e)[:120]})")
-    changed = [f"--{k.replace('_', '-')} {saved_settings.get(k)!r} (now {v!r})"
-               for k, v in settings(cfg).items() if saved_settings.get(k) != v]
+    changed = [f"{flag} {then!r} (now {now!r})"
+               for flag, then, now in changed_settings(saved_settings, cfg)]
     if done > cfg.epochs:
         changed.append(f"--epochs {done} or more (now {cfg.epochs})")
     if changed:
@@ -544,8 +550,8 @@ def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
             saved = json.loads((out / "config.json").read_text())
         except ValueError as e:
             fail(f"cannot read {out / 'config.json'} ({e})")
-        changed = [f"--{k.replace('_', '-')} {v!r} (saved: {saved.get(k)!r})"
-                   for k, v in settings(cfg).items() if saved.get(k) != v]
+        changed = [f"{flag} {now!r} (saved: {then!r})"
+                   for flag, then, now in changed_settings(saved, cfg)]
         if changed:
             fail(f"the run in {out} was trained with other settings: {', '.join(changed)}; "
                  "pass the saved values to --load it")
