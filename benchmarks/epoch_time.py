@@ -13,12 +13,16 @@ The losses of the two configurations after the last epoch are printed beside the
 seeds, so one can see that the speed settings change how a step is executed, not what it computes.
 With `--jax`, a third configuration runs the defaults on Keras' JAX backend (KERAS_BACKEND=jax),
 in the same alternation, and a line `jax/tensorflow: vae=...x ...` gives TensorFlow's seconds per
-epoch over JAX's for the defaults (above 1: JAX is faster).
+epoch over JAX's for the defaults (above 1: JAX is faster). `--jax vae nice` adds it for those
+scripts only. `--subset N` trains every run on the first N images (the epoch is then shorter but
+the configurations still compare like for like; the Gumbel-Softmax CNN's epoch on JAX takes
+minutes).
 Ends with one line:
     vae=...x vmf=...x gs=...x nice=...x
 the speed-up of the defaults over plain Keras 3 (plain seconds per epoch / default).
 
-Usage: python benchmarks/epoch_time.py [--epochs 3] [--rounds 2] [--scripts vae vmf gs nice] [--jax]
+Usage: python benchmarks/epoch_time.py [--epochs 3] [--rounds 2] [--scripts vae vmf gs nice]
+                                       [--jax [SCRIPT ...]] [--subset N]
 """
 import argparse
 import os
@@ -43,13 +47,14 @@ CONFIGS = {"plain": ["--plain-keras"], "defaults": []}
 BACKEND = {"plain": "tensorflow", "defaults": "tensorflow", "jax": "jax"}
 
 
-def run_once(name, config, epochs, seed, root):
+def run_once(name, config, epochs, seed, root, subset=0):
     from common.run import read_history
 
     script, eval_flags = SCRIPTS[name]
     out = root / f"{name}_{config}_{seed}"
     cmd = [sys.executable, str(REPO / script), "--epochs", str(epochs), "--seed", str(seed),
-           "--out-dir", str(out), *eval_flags, *CONFIGS.get(config, [])]
+           "--out-dir", str(out), *eval_flags, *CONFIGS.get(config, []),
+           *(["--subset", str(subset)] if subset else [])]
     done = subprocess.run(cmd, capture_output=True, text=True,
                           env={**os.environ, "KERAS_BACKEND": BACKEND[config]})
     if done.returncode != 0:
@@ -65,24 +70,32 @@ def main():
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs of each configuration, alternating (round r uses --seed r)")
     parser.add_argument("--scripts", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
-    parser.add_argument("--jax", action="store_true",
-                        help="also time the defaults on the JAX backend")
+    parser.add_argument("--jax", nargs="*", choices=list(SCRIPTS), metavar="SCRIPT",
+                        help="also time the defaults on the JAX backend: for the scripts named, "
+                             "or for all when none is named")
+    parser.add_argument("--subset", type=int, default=0,
+                        help="train on the first N training images only (0: all 60,000)")
     args = parser.parse_args()
-    configs = [*CONFIGS, *(["jax"] if args.jax else [])]
+    on_jax = [] if args.jax is None else (args.jax or list(SCRIPTS))
     if args.epochs < 2 or args.rounds < 1:
         parser.error("--epochs must be >= 2 and --rounds >= 1")
+    if not 0 <= args.subset <= 60_000:
+        parser.error("--subset must be between 0 and 60000")
     from common.run import machine
 
     print(f"machine: {machine()}", flush=True)
+    if args.subset:
+        print(f"every run trains on the first {args.subset} training images", flush=True)
     speedups, jax_ratio = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.scripts:
+            configs = [*CONFIGS, *(["jax"] if name in on_jax else [])]
             seconds = {c: [] for c in configs}
             losses = {c: [] for c in configs}
             for r in range(args.rounds):
                 order = configs if r % 2 == 0 else configs[::-1]
                 for config in order:
-                    s, loss = run_once(name, config, args.epochs, r, Path(tmp))
+                    s, loss = run_once(name, config, args.epochs, r, Path(tmp), args.subset)
                     seconds[config] += s
                     losses[config].append(loss)
             median = {c: statistics.median(v) for c, v in seconds.items()}
