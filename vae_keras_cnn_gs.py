@@ -258,13 +258,11 @@ def one_hot_samples(encoder, decoder_logits, x, num_samples, rng, batch_size=500
     gumbel = rng.gumbel(size=(n, num_samples, latents, classes))
     c = np.argmax(log_p[:, None] + gumbel, axis=-1)  # Gumbel-Max: c ~ Cat(p), shape (n, K, latents)
     log_q = np.take_along_axis(log_p[:, None], c[..., None], axis=-1)[..., 0].sum(-1)
-    # a peaked q(c|x) repeats codes: decode each distinct one once
-    unique, index = np.unique(c.reshape(n * num_samples, latents), axis=0, return_inverse=True)
-    codes = np.eye(classes, dtype="float32")[unique]
-    l = decoder_logits.predict(codes, batch_size=batch_size, verbose=0).reshape(len(codes), -1)
-    l = l.astype(np.float64)[index.reshape(-1)]
-    x_rep = np.repeat(np.asarray(x, np.float64).reshape(n, -1), num_samples, axis=0)
-    log_px_c = np.asarray(evaluation.bernoulli_log_likelihood(x_rep, l)).reshape(n, num_samples)
+    codes = np.eye(classes, dtype="float32")[c.reshape(n * num_samples, latents)]
+    logits = decoder_logits.predict(codes, batch_size=batch_size, verbose=0).reshape(len(codes), -1)
+    x_rep = np.repeat(np.asarray(x, "float32").reshape(n, -1), num_samples, axis=0)
+    log_px_c = evaluation.bernoulli_log_likelihood(x_rep, logits)
+    log_px_c = np.asarray(log_px_c, np.float64).reshape(n, num_samples)
     log_prior = -latents * math.log(classes)
     kl = np.sum(np.exp(log_p) * log_p, axis=(1, 2)) - log_prior
     return log_px_c + log_prior - log_q, -log_px_c.mean(1) + kl
