@@ -171,13 +171,15 @@ def comparison():
     return "\n".join(lines) if len(lines) > 2 else "(no seed study yet)"
 
 
-def benchmarks():
-    """Each committed benchmark output's machine line and its final key=value line."""
+def benchmarks(folder=REPO / "results" / "benchmarks"):
+    """Each committed benchmark output's command and machine, its backend line, its last line."""
     blocks = []
-    for path in sorted((REPO / "results" / "benchmarks").glob("*.txt")):
+    for path in sorted(Path(folder).glob("*.txt")):
         lines = path.read_text().strip().splitlines()
         machine = next((l for l in lines if l.startswith("machine:")), "machine: not recorded")
-        blocks.append(f"{path.relative_to(REPO)} ({machine})\n    {lines[-1]}")
+        command = [l for l in lines[:1] if l.startswith("$ ")]
+        keys = [l for l in lines[:-1] if l.startswith("jax/tensorflow:")] + lines[-1:]
+        blocks.append("\n    ".join([f"{path.relative_to(Path(folder).parent.parent)} ({machine})", *command, *keys]))
     return "\n".join(blocks)
 
 

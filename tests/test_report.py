@@ -98,3 +98,17 @@ def test_comparison_says_which_references_lie_within_our_seeds(repo):
                                                    "−1930.0), 3 seeds | no: 26.0 sd from our mean |")
     # after epoch 15 the seeds read -1949, -1939, -1929: -1949.1 lies outside, -1944.3 inside
     assert lines["| nice: test loss after epoch 15"].endswith("| no: 1.0 sd from our mean; yes |")
+
+
+def test_benchmark_summary_keeps_command_backend_line_and_last_line(tmp_path):
+    folder = tmp_path / "results" / "benchmarks"
+    folder.mkdir(parents=True)
+    (folder / "epoch_time.txt").write_text(
+        "$ python benchmarks/epoch_time.py --jax vae\nmachine: test cpu\n"
+        "vae: plain 2.00 s/epoch, defaults 1.00 s/epoch\njax/tensorflow: vae=0.50x\nvae=2.00x\n")
+    (folder / "other.txt").write_text("no machine here\nkey=1\n")
+    assert report.benchmarks(folder) == (
+        "results/benchmarks/epoch_time.txt (machine: test cpu)\n"
+        "    $ python benchmarks/epoch_time.py --jax vae\n"
+        "    jax/tensorflow: vae=0.50x\n    vae=2.00x\n"
+        "results/benchmarks/other.txt (machine: not recorded)\n    key=1")
