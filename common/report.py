@@ -174,12 +174,13 @@ def comparison():
 def benchmarks(folder=REPO / "results" / "benchmarks"):
     """Each committed benchmark output's command and machine, its backend line, its last line."""
     blocks = []
+    root = Path(folder).parent.parent  # the paths are shown as results/benchmarks/<file>
     for path in sorted(Path(folder).glob("*.txt")):
         lines = path.read_text().strip().splitlines()
         machine = next((l for l in lines if l.startswith("machine:")), "machine: not recorded")
         command = [l for l in lines[:1] if l.startswith("$ ")]
         keys = [l for l in lines[:-1] if l.startswith("jax/tensorflow:")] + lines[-1:]
-        blocks.append("\n    ".join([f"{path.relative_to(Path(folder).parent.parent)} ({machine})", *command, *keys]))
+        blocks.append("\n    ".join([f"{path.relative_to(root)} ({machine})", *command, *keys]))
     return "\n".join(blocks)
 
 
