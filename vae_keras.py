@@ -142,8 +142,7 @@ def log_importance_weights(encoder, decoder_logits, x, num_samples, rng):
     eps = rng.standard_normal((n, num_samples, d))
     z = z_mean[:, None] + np.exp(z_log_var[:, None] / 2) * eps
     logits = decoder_logits(z.reshape(n * num_samples, d).astype("float32"), training=False)
-    log_px_z = evaluation.bernoulli_log_likelihood(np.repeat(x, num_samples, axis=0), logits)
-    log_px_z = np.asarray(log_px_z, np.float64).reshape(n, num_samples)
+    log_px_z = evaluation.sample_log_likelihoods(x, logits, num_samples)
     log_pz = -0.5 * np.sum(z**2, axis=-1) - 0.5 * d * math.log(2 * math.pi)
     log_qz = -0.5 * np.sum(eps**2 + z_log_var[:, None], axis=-1) - 0.5 * d * math.log(2 * math.pi)
     return log_px_z + log_pz - log_qz

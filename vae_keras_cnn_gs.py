@@ -260,10 +260,8 @@ def one_hot_samples(encoder, decoder_logits, x, num_samples, rng, batch_size=500
     c = np.argmax(log_p[:, None] + gumbel, axis=-1)  # Gumbel-Max: c ~ Cat(p), shape (n, K, latents)
     log_q = np.take_along_axis(log_p[:, None], c[..., None], axis=-1)[..., 0].sum(-1)
     codes = np.eye(classes, dtype="float32")[c.reshape(n * num_samples, latents)]
-    logits = decoder_logits.predict(codes, batch_size=batch_size, verbose=0).reshape(len(codes), -1)
-    x_rep = np.repeat(np.asarray(x, "float32").reshape(n, -1), num_samples, axis=0)
-    log_px_c = evaluation.bernoulli_log_likelihood(x_rep, logits)
-    log_px_c = np.asarray(log_px_c, np.float64).reshape(n, num_samples)
+    logits = decoder_logits.predict(codes, batch_size=batch_size, verbose=0)
+    log_px_c = evaluation.sample_log_likelihoods(x, logits, num_samples)
     log_prior = -latents * math.log(classes)
     kl = np.sum(np.exp(log_p) * log_p, axis=(1, 2)) - log_prior
     return log_px_c + log_prior - log_q, -log_px_c.mean(1) + kl

@@ -203,8 +203,7 @@ def log_importance_weights(encoder, decoder_logits, x, num_samples, rng, kappa):
     n, d = mu.shape
     z = sample_vmf(np.repeat(mu[:, None], num_samples, axis=1), kappa, rng)
     logits = decoder_logits(z.reshape(n * num_samples, d).astype("float32"), training=False)
-    log_px_z = evaluation.bernoulli_log_likelihood(np.repeat(x, num_samples, axis=0), logits)
-    log_px_z = np.asarray(log_px_z, np.float64).reshape(n, num_samples)
+    log_px_z = evaluation.sample_log_likelihoods(x, logits, num_samples)
     log_qz = log_vmf_normaliser(kappa, d) + kappa * np.sum(mu[:, None] * z, axis=-1)  # eq. 12
     return log_px_z + log_vmf_normaliser(0.0, d) - log_qz
 

@@ -23,6 +23,18 @@ def bernoulli_log_likelihood(x, logits):
     return -ops.sum(ops.reshape(cross_entropy, (ops.shape(logits)[0], -1)), axis=-1)
 
 
+def sample_log_likelihoods(x, logits, num_samples):
+    """(n, K) array of log p(x_i|z_ik) for n images and K decoded samples of each.
+
+    `logits` holds the decoder's logits for the n*K samples, image by image (the K samples of
+    image 0 first), in any shape with n*K rows.
+    """
+    n = len(x)
+    x_rep = np.repeat(np.asarray(x, "float32").reshape(n, -1), num_samples, axis=0)
+    log_px = bernoulli_log_likelihood(x_rep, ops.reshape(logits, (n * num_samples, -1)))
+    return np.asarray(log_px, np.float64).reshape(n, num_samples)
+
+
 def logits_model(decoder):
     """A model from codes to the logits behind the decoder's sigmoid (its `x_logits` layer)."""
     return keras.Model(decoder.input, decoder.get_layer(LOGITS_LAYER).output,
