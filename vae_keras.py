@@ -137,11 +137,12 @@ def save_figures(cfg, out, encoder, decoder, x_test, y_test, history):
 
 def log_importance_weights(encoder, decoder_logits, x, num_samples, rng):
     """(n, K) array of log p(x|z) + log p(z) - log q(z|x), z ~ q(z|x) = N(z_mean, exp(z_log_var))."""
-    z_mean, z_log_var = (np.asarray(a, np.float64) for a in encoder(x, training=False))
+    z_mean, z_log_var = evaluation.infer(encoder, x)
     n, d = z_mean.shape
     eps = rng.standard_normal((n, num_samples, d))
     z = z_mean[:, None] + np.exp(z_log_var[:, None] / 2) * eps
-    logits = decoder_logits(z.reshape(n * num_samples, d).astype("float32"), training=False)
+    logits = evaluation.infer(decoder_logits, z.reshape(n * num_samples, d).astype("float32"),
+                              "float32")
     log_px_z = evaluation.sample_log_likelihoods(x, logits, num_samples)
     log_pz = -0.5 * np.sum(z**2, axis=-1) - 0.5 * d * math.log(2 * math.pi)
     log_qz = -0.5 * np.sum(eps**2 + z_log_var[:, None], axis=-1) - 0.5 * d * math.log(2 * math.pi)

@@ -43,6 +43,10 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # Keras 3's backend; KERAS_BACKEND overrides
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # quiet TensorFlow's start-up log
+if os.environ["KERAS_BACKEND"] == "jax":  # JAX drops float64 (the tau schedule's) unless told
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
@@ -254,7 +258,7 @@ def one_hot_samples(encoder, decoder_logits, x, num_samples, rng, batch_size=500
     neg_elbo (n,) = mean over the K codes of the summed BCE + KL(q(c|x) || uniform), the KL in
     closed form, sum p log p + latents ln classes, with p from an unclipped log-softmax.
     """
-    log_p = log_softmax(np.asarray(encoder(x, training=False), np.float64), axis=-1)
+    log_p = log_softmax(evaluation.infer(encoder, x), axis=-1)
     n, latents, classes = log_p.shape
     gumbel = rng.gumbel(size=(n, num_samples, latents, classes))
     c = np.argmax(log_p[:, None] + gumbel, axis=-1)  # Gumbel-Max: c ~ Cat(p), shape (n, K, latents)

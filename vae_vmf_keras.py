@@ -198,11 +198,12 @@ def log_importance_weights(encoder, decoder_logits, x, num_samples, rng, kappa):
 
     p(z) is uniform on the sphere (log C_d(0)); log q(z|x) = log C_d(kappa) + kappa <mu, z>.
     """
-    mu = np.asarray(encoder(x, training=False), np.float64)
+    mu = evaluation.infer(encoder, x)
     mu /= np.linalg.norm(mu, axis=-1, keepdims=True)
     n, d = mu.shape
     z = sample_vmf(np.repeat(mu[:, None], num_samples, axis=1), kappa, rng)
-    logits = decoder_logits(z.reshape(n * num_samples, d).astype("float32"), training=False)
+    logits = evaluation.infer(decoder_logits, z.reshape(n * num_samples, d).astype("float32"),
+                              "float32")
     log_px_z = evaluation.sample_log_likelihoods(x, logits, num_samples)
     log_qz = log_vmf_normaliser(kappa, d) + kappa * np.sum(mu[:, None] * z, axis=-1)  # eq. 12
     return log_px_z + log_vmf_normaliser(0.0, d) - log_qz

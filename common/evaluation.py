@@ -5,6 +5,8 @@ the targets of independent Bernoulli means sigmoid(logits), as in the blog, and 
 pixels is computed from the logits, never clipped. The same function serves the loss layers
 (inside the compiled training step) and the metrics.
 """
+import contextlib
+
 import keras
 import numpy as np
 from keras import ops
@@ -23,6 +25,27 @@ def bernoulli_log_likelihood(x, logits):
     return -ops.sum(ops.reshape(cross_entropy, (ops.shape(logits)[0], -1)), axis=-1)
 
 
+def infer(model, x, dtype=np.float64):
+    """`model(x, training=False)` as NumPy arrays (a list for several outputs) of `dtype`.
+
+    Works on every backend and device: PyTorch records no gradients here (it would for a plain
+    call), and the result is copied off the accelerator.
+    """
+    with _no_grad():
+        out = model(x, training=False)
+    if isinstance(out, (list, tuple)):
+        return [ops.convert_to_numpy(o).astype(dtype) for o in out]
+    return ops.convert_to_numpy(out).astype(dtype)
+
+
+def _no_grad():
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
 def sample_log_likelihoods(x, logits, num_samples):
     """(n, K) array of log p(x_i|z_ik) for n images and K decoded samples of each.
 
@@ -31,8 +54,9 @@ def sample_log_likelihoods(x, logits, num_samples):
     """
     n = len(x)
     x_rep = np.repeat(np.asarray(x, "float32").reshape(n, -1), num_samples, axis=0)
-    log_px = bernoulli_log_likelihood(x_rep, ops.reshape(logits, (n * num_samples, -1)))
-    return np.asarray(log_px, np.float64).reshape(n, num_samples)
+    with _no_grad():
+        log_px = bernoulli_log_likelihood(x_rep, ops.reshape(logits, (n * num_samples, -1)))
+    return ops.convert_to_numpy(log_px).astype(np.float64).reshape(n, num_samples)
 
 
 def logits_model(decoder):

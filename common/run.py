@@ -197,6 +197,10 @@ def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False
     """
     if plain_optimizer is not None and keras.backend.backend() != "tensorflow":
         optimizer = plain_optimizer  # a TensorFlow-only kernel; the same update in Keras ops
+    if keras.backend.backend() == "torch":
+        # Keras runs PyTorch one step per call, and `jit_compile` would mean torch.compile,
+        # whose tracing of these small models costs more than it saves (eager is the default)
+        jit_compile, steps_per_execution = False, 1
     if cfg.plain_keras:
         model.compile(optimizer=plain_optimizer or optimizer, **compile_kwargs)
     else:
@@ -282,46 +286,55 @@ PENDING = "pending"      # the figures and metrics of an evaluation, until they 
 NOT_TRAINING = ("out_dir", "data", "load", "epochs", "is_images", "is_samples", "sample_std")
 
 
-class EpochOrder(keras.callbacks.Callback):
-    """Tells `epoch_batches` which epoch is starting (the absolute one, also after a resume)."""
-
-    def __init__(self):
-        super().__init__()
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-
-def epoch_batches(x, y, batch_size, seed):
-    """The training set in batches, in a new order every epoch; returns (dataset, callback).
+class EpochBatches(keras.utils.PyDataset):
+    """The training set in batches, in a new order every epoch (plain NumPy, any backend).
 
     Epoch e visits the images in the order `default_rng([seed, e]).permutation(n)`, so a seed
     fixes every epoch's order, a resumed run sees the order an uninterrupted one would, and
     every epoch differs from the last. (`fit(..., shuffle=True)` on arrays does not do this
     once `keras.utils.set_random_seed` has run: under TensorFlow its shuffle then restarts from
     the same seed each epoch and the batches come in one fixed order for the whole run.)
-    The callback must be among `fit`'s callbacks; it tells the dataset the epoch.
+    `epoch` is the absolute epoch being trained; the `EpochOrder` callback sets it.
     """
-    import tensorflow as tf
 
-    order, n = EpochOrder(), len(x)
+    def __init__(self, arrays, batch_size, seed):
+        super().__init__()  # batches are made in the training loop's thread, in order
+        self.arrays, self.batch_size, self.seed = arrays, batch_size, seed
+        self.n, self.epoch, self._order = len(arrays[0]), 0, (None, None)
 
-    def permutation():
-        return np.random.default_rng([seed, order.epoch]).permutation(n).astype(np.int64)
+    def __len__(self):
+        return -(-self.n // self.batch_size)
 
-    def epoch_indices(_):
-        p = tf.numpy_function(permutation, [], tf.int64, stateful=True)
-        p.set_shape([n])
-        return tf.data.Dataset.from_tensor_slices(p).batch(batch_size)
+    def order(self):
+        """This epoch's permutation of the training images (made once per epoch)."""
+        if self._order[0] != self.epoch:
+            self._order = (self.epoch, np.random.default_rng([self.seed, self.epoch])
+                           .permutation(self.n))
+        return self._order[1]
 
-    arrays = x if y is None else (x, y)
-    batches = tf.data.Dataset.zip(tf.data.Dataset.from_tensors(0).flat_map(epoch_indices),
-                                  tf.data.Dataset.from_tensors(arrays).repeat())
-    batches = batches.map(lambda i, a: tf.nest.map_structure(lambda t: tf.gather(t, i), a),
-                          num_parallel_calls=tf.data.AUTOTUNE)
-    batches = batches.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
-    return batches.prefetch(tf.data.AUTOTUNE), order
+    def __getitem__(self, i):
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} of {len(self)}")
+        rows = self.order()[i * self.batch_size: (i + 1) * self.batch_size]
+        batch = tuple(a[rows] for a in self.arrays)
+        return batch if len(batch) > 1 else batch[0]
+
+
+class EpochOrder(keras.callbacks.Callback):
+    """Tells `EpochBatches` which epoch is starting (the absolute one, also after a resume)."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
+
+
+def epoch_batches(x, y, batch_size, seed):
+    """The shuffled training batches and the callback that must be among `fit`'s callbacks."""
+    batches = EpochBatches((x,) if y is None else (x, y), batch_size, seed)
+    return batches, EpochOrder(batches)
 
 
 class KeepBest(keras.callbacks.Callback):

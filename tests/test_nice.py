@@ -4,7 +4,6 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import nice
 from common import run
@@ -38,9 +37,9 @@ def test_generator_inverts_encoder(full_models, digits):
     rng = np.random.default_rng(1)
     for x in (digits, rng.random((64, 784), dtype=np.float32)):
         z = encoder(x, training=False)
-        assert np.max(np.abs(np.asarray(generator(z)) - x)) <= 1e-4
+        assert np.max(np.abs(as_numpy(generator(z)) - x)) <= 1e-4
     z = rng.standard_normal((64, 784)).astype("float32")
-    z_back = np.asarray(encoder(generator(z), training=False))
+    z_back = as_numpy(encoder(generator(z), training=False))
     assert np.max(np.abs(z_back - z)) <= 1e-4 * max(1.0, np.abs(z).max())
 
 
@@ -69,14 +68,27 @@ def test_shuffle_and_split_are_exact_inverses(mode):
     np.testing.assert_array_equal(np.asarray(split((a, b), inverse=True)), x)
 
 
+def as_numpy(t):
+    return keras.ops.convert_to_numpy(t)
+
+
 def value_and_jacobian(model, x):
-    """model(x) and the Jacobian of each row's output by its input, on either backend."""
+    """model(x) and the Jacobian of each row's output by its input, on every backend."""
     if keras.backend.backend() == "jax":
         import jax
 
         def one(row):
             return model(row[None], training=False)[0]
         return np.asarray(model(x, training=False)), np.stack([jax.jacfwd(one)(r) for r in x])
+    if keras.backend.backend() == "torch":
+        import torch
+
+        def one(row):
+            return model(row[None], training=False)[0]
+        jac = [torch.autograd.functional.jacobian(one, torch.tensor(r)) for r in x]
+        return as_numpy(model(x, training=False)), np.stack([as_numpy(j) for j in jac])
+    import tensorflow as tf
+
     x = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -171,6 +183,8 @@ def test_fused_adam_matches_keras_adam(learning_rate):
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal((5, 3)).astype("float32")
     grads = [rng.standard_normal((5, 3)).astype("float32") * 10 ** k for k in (0, -3, 2, 0, -1)]
+    import tensorflow as tf
+
     paths = []
     for optimizer in (nice.FusedAdam(learning_rate), keras.optimizers.Adam(learning_rate)):
         w = keras.Variable(w0)
