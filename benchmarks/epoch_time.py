@@ -11,10 +11,10 @@ to a few images (it is not timed here).
 
 The losses of the two configurations after the last epoch are printed beside the spread between
 seeds, so one can see that the speed settings change how a step is executed, not what it computes.
-With `--jax`, a third configuration runs the defaults on Keras' JAX backend (KERAS_BACKEND=jax),
-in the same alternation, and a line `jax/tensorflow: vae=...x ...` gives TensorFlow's seconds per
-epoch over JAX's for the defaults (above 1: JAX is faster). `--jax vae nice` adds it for those
-scripts only. `--subset N` trains every run on the first N images (the epoch is then shorter but
+With `--jax` (and `--torch`), another configuration runs the defaults on Keras' JAX (PyTorch)
+backend, in the same alternation, and a line `jax/tensorflow: vae=...x ...` (`torch/tensorflow:`)
+gives TensorFlow's seconds per epoch over that backend's for the defaults (above 1: the other
+backend is faster). `--jax vae nice` adds it for those scripts only. `--subset N` trains every run on the first N images (the epoch is then shorter but
 the configurations still compare like for like; the Gumbel-Softmax CNN's epoch on JAX takes
 minutes).
 Ends with one line:
@@ -22,7 +22,8 @@ Ends with one line:
 the speed-up of the defaults over plain Keras 3 (plain seconds per epoch / default).
 
 Usage: python benchmarks/epoch_time.py [--epochs 3] [--rounds 2] [--scripts vae vmf gs nice]
-                                       [--jax [SCRIPT ...]] [--subset N]
+                                       [--jax [SCRIPT ...]] [--torch [SCRIPT ...]]
+                                       [--subset N]
 """
 import argparse
 import os
@@ -44,7 +45,8 @@ SCRIPTS = {  # short name: (script, flags that cut the evaluation after training
     "nice": ("nice.py", []),
 }
 CONFIGS = {"plain": ["--plain-keras"], "defaults": []}
-BACKEND = {"plain": "tensorflow", "defaults": "tensorflow", "jax": "jax"}
+OTHER_BACKENDS = ("jax", "torch")  # each a configuration: the defaults on that Keras backend
+BACKEND = {"plain": "tensorflow", "defaults": "tensorflow", **{b: b for b in OTHER_BACKENDS}}
 
 
 def run_once(name, config, epochs, seed, root, subset=0):
@@ -70,13 +72,15 @@ def main():
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs of each configuration, alternating (round r uses --seed r)")
     parser.add_argument("--scripts", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
-    parser.add_argument("--jax", nargs="*", choices=list(SCRIPTS), metavar="SCRIPT",
-                        help="also time the defaults on the JAX backend: for the scripts named, "
-                             "or for all when none is named")
+    for backend, label in (("jax", "JAX"), ("torch", "PyTorch")):
+        parser.add_argument(f"--{backend}", nargs="*", choices=list(SCRIPTS), metavar="SCRIPT",
+                            help=f"also time the defaults on the {label} backend: for the "
+                                 "scripts named, or for all when none is named")
     parser.add_argument("--subset", type=int, default=0,
                         help="train on the first N training images only (0: all 60,000)")
     args = parser.parse_args()
-    on_jax = [] if args.jax is None else (args.jax or list(SCRIPTS))
+    on = {b: [] if getattr(args, b) is None else (getattr(args, b) or list(SCRIPTS))
+          for b in OTHER_BACKENDS}
     if args.epochs < 2 or args.rounds < 1:
         parser.error("--epochs must be >= 2 and --rounds >= 1")
     if not 0 <= args.subset <= 60_000:
@@ -86,10 +90,10 @@ def main():
     print(f"machine: {machine()}", flush=True)
     if args.subset:
         print(f"every run trains on the first {args.subset} training images", flush=True)
-    speedups, jax_ratio = {}, {}
+    speedups, ratios = {}, {b: {} for b in OTHER_BACKENDS}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.scripts:
-            configs = [*CONFIGS, *(["jax"] if name in on_jax else [])]
+            configs = [*CONFIGS, *(b for b in OTHER_BACKENDS if name in on[b])]
             seconds = {c: [] for c in configs}
             losses = {c: [] for c in configs}
             for r in range(args.rounds):
@@ -101,16 +105,18 @@ def main():
             median = {c: statistics.median(v) for c, v in seconds.items()}
             speedups[name] = median["plain"] / median["defaults"]
             loss_text = "; ".join(f"{c} " + " ".join(f"{v:.2f}" for v in losses[c]) for c in configs)
-            jax_text = ""
-            if "jax" in median:
-                jax_ratio[name] = median["defaults"] / median["jax"]
-                jax_text = f", jax {median['jax']:.2f} s/epoch"
+            others = ""
+            for b in OTHER_BACKENDS:
+                if b in median:
+                    ratios[b][name] = median["defaults"] / median[b]
+                    others += f", {b} {median[b]:.2f} s/epoch"
             print(f"{name}: plain {median['plain']:.2f} s/epoch, defaults {median['defaults']:.2f} "
-                  f"s/epoch{jax_text} (medians of {len(seconds['plain'])} epochs each): "
+                  f"s/epoch{others} (medians of {len(seconds['plain'])} epochs each): "
                   f"{speedups[name]:.2f}x; val_loss after {args.epochs} epochs by seed: {loss_text}",
                   flush=True)
-    if jax_ratio:
-        print("jax/tensorflow: " + " ".join(f"{n}={s:.2f}x" for n, s in jax_ratio.items()))
+    for b in OTHER_BACKENDS:
+        if ratios[b]:
+            print(f"{b}/tensorflow: " + " ".join(f"{n}={s:.2f}x" for n, s in ratios[b].items()))
     print(" ".join(f"{name}={s:.2f}x" for name, s in speedups.items()))
 
 

@@ -179,7 +179,8 @@ def benchmarks(folder=REPO / "results" / "benchmarks"):
         lines = path.read_text().strip().splitlines()
         machine = next((l for l in lines if l.startswith("machine:")), "machine: not recorded")
         command = [l for l in lines[:1] if l.startswith("$ ")]
-        keys = [l for l in lines[:-1] if l.startswith("jax/tensorflow:")] + lines[-1:]
+        keys = [l for l in lines[:-1] if l.startswith(("jax/tensorflow:", "torch/tensorflow:"))]
+        keys += lines[-1:]
         blocks.append("\n    ".join([f"{path.relative_to(root)} ({machine})", *command, *keys]))
     return "\n".join(blocks)
 

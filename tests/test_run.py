@@ -171,3 +171,23 @@ def test_machine_names_the_cpu_and_its_bfloat16_units(tmp_path, flags, units):
     text = run.machine(cpuinfo)
     assert text.startswith("Test CPU 9000, ") and text.endswith(units)
     assert run.machine(tmp_path / "missing").endswith("no AVX-512 or AMX")
+
+
+def test_machine_names_the_accelerator_the_backend_uses(monkeypatch, tmp_path):
+    """No GPU here: the backends' own device queries are replaced by a pretend one."""
+    import types
+
+    import jax
+    import torch
+
+    assert run.accelerator() is None  # this machine computes on its CPU
+    monkeypatch.setattr(run.keras.backend, "backend", lambda: "torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "Pretend GPU 80GB")
+    assert run.machine(tmp_path / "missing").endswith("; Pretend GPU 80GB (PyTorch, cuda)")
+    monkeypatch.setattr(run.keras.backend, "backend", lambda: "jax")
+    gpu = types.SimpleNamespace(platform="gpu", device_kind="Pretend H")
+    monkeypatch.setattr(jax, "devices", lambda: [gpu])
+    assert run.accelerator() == "Pretend H (JAX, gpu)"
+    monkeypatch.setattr(jax, "devices", lambda: 1 / 0)
+    assert run.accelerator() == "an accelerator that could not be named"
