@@ -15,11 +15,15 @@ import vae_keras
 from common import run
 
 OTHERS = ("jax", "torch")
-WITHOUT_TF = str(run.REPO / "tests" / "without_tensorflow.py")
+BLOCKER = run.REPO / "tests" / "no_tensorflow"  # its sitecustomize makes TensorFlow unimportable
 
 
-def env(backend):
-    return {**os.environ, "KERAS_BACKEND": backend}
+def env(backend, tensorflow=True):
+    """The environment of a subprocess on `backend`; without `tensorflow`, it cannot import it."""
+    if tensorflow:
+        return {**os.environ, "KERAS_BACKEND": backend}
+    path = os.pathsep.join(p for p in (str(BLOCKER), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": path}
 
 
 @pytest.mark.parametrize("backend", OTHERS)
@@ -28,9 +32,10 @@ def test_the_portable_tests_pass_without_tensorflow(backend):
     the samplers, the flow's inverse and log-det), in a process where `import tensorflow`
     fails: so no module on these paths needs TensorFlow. pytest.ini turns a dtype-truncation
     warning into an error, so none is printed either."""
-    done = subprocess.run([sys.executable, WITHOUT_TF, "-m", "pytest", "-q", "-p",
-                           "no:cacheprovider", "-m", "backends and not slow", "tests"],
-                          env=env(backend), cwd=run.REPO, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
+                           "backends and not slow", "tests"],
+                          env=env(backend, tensorflow=False), cwd=run.REPO, capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     last = done.stdout.splitlines()[-1]
     assert " passed" in last and "failed" not in last and "error" not in last
@@ -42,9 +47,12 @@ def test_the_blocker_blocks(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("import importlib.util\nassert importlib.util.find_spec('tensorflow') is None\n"
                      "import tensorflow\n")
-    done = subprocess.run([sys.executable, WITHOUT_TF, str(probe)], capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, str(probe)], env=env("jax", tensorflow=False),
+                          capture_output=True, text=True)
     assert done.returncode == 1 and "ModuleNotFoundError" in done.stderr
+    done = subprocess.run([sys.executable, str(probe)], env=env("jax"), capture_output=True,
+                          text=True)
+    assert done.returncode == 1 and "AssertionError" in done.stderr  # found when not blocked
 
 
 CROSS = """
@@ -83,3 +91,27 @@ def test_weights_saved_on_each_backend_load_on_every_other(tmp_path):
                                        atol=1e-6, err_msg=f"saved on {source}, loaded on {target}")
     # each backend trained from its own seed: the check above compares distinct weights
     assert not np.allclose(np.load(tmp_path / "jax.npy"), np.load(tmp_path / "torch.npy"))
+
+
+GPU_CHECK = [sys.executable, str(run.REPO / "benchmarks" / "gpu_check.py")]
+
+
+def test_gpu_check_without_a_gpu_says_so_in_one_line():
+    done = subprocess.run(GPU_CHECK, cwd=run.REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("no GPU: ") and len(done.stdout.splitlines()) == 1
+    assert "jax: CPU only" in done.stdout and "torch: CPU only" in done.stdout
+
+
+def test_gpu_check_runs_and_reports_on_the_cpu_when_asked():
+    """The check itself, tried on the CPU with TensorFlow blocked (a GPU machine may lack it)."""
+    done = subprocess.run([*GPU_CHECK, "--cpu", "--backends", "torch", "tensorflow", "--scripts",
+                           "vae", "--epochs", "2", "--subset", "300", "--is-images", "3"],
+                          env=env("torch", tensorflow=False), cwd=run.REPO, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert "tensorflow: not importable, skipped" in lines
+    assert any(l.startswith("torch_vae: ") and "s/epoch" in l and "CPU seeds" in l for l in lines)
+    keys = dict(kv.split("=") for kv in lines[-1].split())
+    assert keys["runs"] == "1" and float(keys["torch_vae_s_per_epoch"]) > 0
