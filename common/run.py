@@ -287,7 +287,8 @@ NOT_TRAINING = ("out_dir", "data", "load", "epochs", "is_images", "is_samples", 
 
 
 class EpochBatches(keras.utils.PyDataset):
-    """The training set in batches, in a new order every epoch (plain NumPy, any backend).
+    """The training set in batches, in a new order every epoch (plain NumPy, any backend;
+    `epoch_batches` serves the same batches through tf.data on TensorFlow).
 
     Epoch e visits the images in the order `default_rng([seed, e]).permutation(n)`, so a seed
     fixes every epoch's order, a resumed run sees the order an uninterrupted one would, and
@@ -332,9 +333,36 @@ class EpochOrder(keras.callbacks.Callback):
 
 
 def epoch_batches(x, y, batch_size, seed):
-    """The shuffled training batches and the callback that must be among `fit`'s callbacks."""
+    """The shuffled training batches and the callback that must be among `fit`'s callbacks.
+
+    On JAX and PyTorch the batches are the `EpochBatches` themselves. On TensorFlow the same
+    batches are served by `tf.data`: Keras feeds a PyDataset to TensorFlow through a Python
+    generator, one call per batch, which made the MLP VAEs' epochs about twice as slow
+    (benchmarks/epoch_time.py); here Python only computes each epoch's permutation.
+    """
     batches = EpochBatches((x,) if y is None else (x, y), batch_size, seed)
+    if keras.backend.backend() == "tensorflow":
+        return _tf_batches(batches), EpochOrder(batches)
     return batches, EpochOrder(batches)
+
+
+def _tf_batches(batches):
+    """`batches` (an EpochBatches) as a tf.data pipeline: the same batches in the same order."""
+    import tensorflow as tf
+
+    def epoch_indices(_):
+        p = tf.numpy_function(lambda: batches.order().astype(np.int64), [], tf.int64,
+                              stateful=True)
+        p.set_shape([batches.n])
+        return tf.data.Dataset.from_tensor_slices(p).batch(batches.batch_size)
+
+    arrays = batches.arrays if len(batches.arrays) > 1 else batches.arrays[0]
+    data = tf.data.Dataset.zip(tf.data.Dataset.from_tensors(0).flat_map(epoch_indices),
+                               tf.data.Dataset.from_tensors(arrays).repeat())
+    data = data.map(lambda i, a: tf.nest.map_structure(lambda t: tf.gather(t, i), a),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    data = data.apply(tf.data.experimental.assert_cardinality(len(batches)))
+    return data.prefetch(tf.data.AUTOTUNE)
 
 
 class KeepBest(keras.callbacks.Callback):

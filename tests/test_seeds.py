@@ -16,9 +16,17 @@ from simulate import KillAt
 
 
 def epoch_order(x, y, seed, epoch, batch_size=8):
+    """One epoch's batches as `fit` gets them on this backend, checked against the NumPy ones."""
     batches, order = run.epoch_batches(x, y, batch_size, seed)
     order.on_epoch_begin(epoch)
-    return [batches[i] for i in range(len(batches))]
+    plain = [order.batches[i] for i in range(len(order.batches))]
+    if batches is not order.batches:  # TensorFlow's tf.data pipeline: the same batches
+        served = [tuple(t.numpy() for t in b) if isinstance(b, tuple) else b.numpy()
+                  for b in batches]
+        assert len(served) == len(plain)
+        for a, b in zip(served, plain):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    return plain
 
 
 def test_every_epoch_has_its_own_order_fixed_by_seed_and_epoch():
