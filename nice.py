@@ -27,8 +27,7 @@ import math
 import os
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # Keras 3's backend; KERAS_BACKEND overrides
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # quiet TensorFlow's start-up log
+from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402

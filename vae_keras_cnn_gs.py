@@ -41,12 +41,8 @@ import math
 import os
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # Keras 3's backend; KERAS_BACKEND overrides
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # quiet TensorFlow's start-up log
-if os.environ["KERAS_BACKEND"] == "jax":  # JAX drops float64 (the tau schedule's) unless told
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
+os.environ["JAX_ENABLE_X64"] = "1"  # the tau schedule computes in float64; JAX keeps float32 unless told
+from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402

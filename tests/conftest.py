@@ -6,6 +6,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import signal  # noqa: E402
+
 import pytest  # noqa: E402
 
 from common import run  # noqa: E402
@@ -41,3 +43,9 @@ def killed_then_resumed():
         return metrics
 
     return check
+
+
+@pytest.fixture(autouse=True)
+def plain_ctrl_c():
+    """Ctrl-C is KeyboardInterrupt in tests (common.startup's start-up handler exits at once)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
