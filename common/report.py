@@ -93,10 +93,12 @@ def cell(m, seeds, key, digits):
 
 
 def row(folder, label, blog):
+    from common import run
+
     path = REPO / "results" / folder / "metrics.json"
     if not path.exists():
         return None
-    m = json.loads(path.read_text())
+    m = json.loads(run.read_published(path.parent, path.name))  # checked against its manifest
     seeds = seed_summary(folder)
     elbo_text = cell(m, seeds, "test_neg_elbo", 1)
     if "test_relaxed_neg_elbo" in m:
@@ -193,7 +195,10 @@ def replace_between(doc, start, end, text):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    text = table()
+    try:
+        text = table()
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     if "--write" in argv:
         readme = REPO / "README.md"
         doc = replace_between(readme.read_text(), START, END, text)

