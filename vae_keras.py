@@ -21,7 +21,6 @@ Deviations from the original:
 """
 import dataclasses
 import math
-import os
 import time
 
 from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)

@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import importlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

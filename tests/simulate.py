@@ -24,3 +24,18 @@ class KillAtTrainEnd(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         raise KeyboardInterrupt
+
+
+def lock_holder(out):
+    """Another process holding the lock of `out` (it sleeps a minute); kill it when done."""
+    import subprocess
+    import sys
+
+    from common import run
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from common import run; run.lock(sys.argv[1]); "
+         "print('locked', flush=True); time.sleep(60)", str(out)],
+        cwd=run.REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder

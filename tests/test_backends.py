@@ -7,11 +7,9 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 
-import vae_keras
 from common import run
 
 OTHERS = ("jax", "torch")
