@@ -38,10 +38,8 @@ Deviations from the original:
 """
 import dataclasses
 import math
-import os
 import time
 
-os.environ["JAX_ENABLE_X64"] = "1"  # the tau schedule computes in float64; JAX keeps float32 unless told
 from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -49,6 +47,11 @@ from keras import layers, ops  # noqa: E402
 from scipy.special import log_softmax  # noqa: E402
 
 from common import evaluation, plotting, run  # noqa: E402
+
+if keras.backend.backend() == "jax":  # the tau schedule works in float64: JAX's
+    import jax  # 64-bit mode is off unless turned on
+
+    jax.config.update("jax_enable_x64", True)
 
 EPSILON = 1e-7  # Keras' fuzz factor, keras.config.epsilon()
 

@@ -39,10 +39,8 @@ import dataclasses
 import functools
 import math
 import numbers
-import os
 import time
 
-os.environ["JAX_ENABLE_X64"] = "1"  # the sampler computes in float64; JAX keeps float32 unless told
 from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -50,6 +48,11 @@ from keras import layers, ops  # noqa: E402
 from scipy.special import gammaln, ive  # noqa: E402
 
 from common import evaluation, plotting, run  # noqa: E402
+
+if keras.backend.backend() == "jax":  # the sampler works in float64: JAX's
+    import jax  # 64-bit mode is off unless turned on
+
+    jax.config.update("jax_enable_x64", True)
 
 ORIGINAL_DIM = 784  # pixels per image, 28 x 28 (the blog's original_dim)
 

@@ -643,6 +643,9 @@ def resume(model, cfg, out, keep_best=False):
     problem = state_problem(state)
     if problem:
         return _set_aside(out, f"has a state.json that {problem}")
+    if keep_best and state["best"] is not None and state["best_val_loss"] is None:
+        return _set_aside(out, "has a state.json that names best weights without their "
+                               "best_val_loss")
     done = state["epochs_done"]
     changed = [f"{flag} {then!r} (now {now!r})"
                for flag, then, now in changed_settings(state["settings"], cfg)]

@@ -71,8 +71,14 @@ if save == "save":  # one epoch away from the initial weights, then save and dec
 """
 
 
-def test_weights_saved_on_each_backend_load_on_every_other(tmp_path):
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # never stepped
+def test_weights_saved_on_each_backend_load_on_every_other(tmp_path, monkeypatch):
+    """TensorFlow's part runs in this process (its backend), the others' in subprocesses."""
     def call(backend, save, *loads):
+        if backend == "tensorflow":
+            monkeypatch.setattr(sys, "argv", ["-c", backend, str(tmp_path), save, *loads])
+            exec(CROSS, {})
+            return
         done = subprocess.run([sys.executable, "-c", CROSS, backend, str(tmp_path), save, *loads],
                               env=env(backend), cwd=run.REPO, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -95,7 +101,8 @@ GPU_CHECK = [sys.executable, str(run.REPO / "benchmarks" / "gpu_check.py")]
 
 
 def test_gpu_check_without_a_gpu_says_so_in_one_line():
-    done = subprocess.run(GPU_CHECK, cwd=run.REPO, capture_output=True, text=True)
+    done = subprocess.run([*GPU_CHECK, "--backends", "jax", "torch"], cwd=run.REPO,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("no GPU: ") and len(done.stdout.splitlines()) == 1
     assert "jax: CPU only" in done.stdout and "torch: CPU only" in done.stdout

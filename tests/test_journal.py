@@ -165,17 +165,6 @@ def test_a_state_that_claims_fewer_epochs_than_its_history_is_set_aside(tmp_path
     assert "does not hold their rows" in one_line_error(stop)
 
 
-def test_a_cut_short_last_row_is_dropped_and_the_history_stays_whole(tmp_path):
-    out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        vae_keras.main(quick(out, "--epochs", "3"), callbacks=[KillAt(2)])
-    with open(out / run.PARTIAL_HISTORY, "a") as f:
-        f.write("2,0.5,21")  # the next epoch's row, cut short by a kill
-    metrics = vae_keras.main(quick(out, "--epochs", "3"))
-    assert metrics["epochs"] == 3
-    assert list(run.read_history(out / "history.csv")["epoch"]) == [0, 1, 2]
-
-
 def test_a_history_that_is_not_a_table_is_one_line(tmp_path):
     path = tmp_path / "history.csv"
     for text in ("", "epoch,loss,val_loss\n", "garbage\n1,2\n", "epoch,loss,val_loss\n0,x,1\n",
