@@ -155,7 +155,7 @@ def interrupted(root, script, seeds, command, stopped, script_args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = run.ArgumentParser(  # errors in one line, exit status 2
         prog="python -m common.seeds", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("script", choices=SCRIPTS, help="the model script to study")
