@@ -70,7 +70,7 @@ def flip_bytes(path, count=64):
 
 
 # 1. a kill while the finished run deletes its backup, or a stray file of that name
-@pytest.mark.parametrize("leftover", ["folder", "file"])
+@pytest.mark.parametrize("leftover", ["folder", pytest.param("file", marks=pytest.mark.slow)])
 def test_a_leftover_published_backup_never_blocks_a_run(tmp_path, leftover):
     out = tmp_path / "run"
     out.mkdir()
@@ -85,7 +85,8 @@ def test_a_leftover_published_backup_never_blocks_a_run(tmp_path, leftover):
 
 
 # 2. publishing is one step: a kill between its renames is completed by the next run
-@pytest.mark.parametrize("at", [1, pytest.param(4, marks=pytest.mark.slow), 8])
+@pytest.mark.parametrize("at", [pytest.param(1, marks=pytest.mark.slow),
+                                pytest.param(4, marks=pytest.mark.slow), 8])
 def test_a_kill_between_the_publishing_renames_is_completed_by_the_next_run(tmp_path,
                                                                           monkeypatch, at):
     out = tmp_path / "run"
