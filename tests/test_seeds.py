@@ -154,6 +154,7 @@ def study(tmp_path, *flags):
                           cwd=run.REPO, capture_output=True, text=True)
 
 
+@pytest.mark.slow  # 30+ s of subprocess training; its parts run by default (test_journal.py too)
 def test_the_study_runs_each_seed_once_and_summarises(tmp_path):
     first = study(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
