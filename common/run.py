@@ -280,8 +280,13 @@ def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False
 
 
 def write_json(path, obj):
-    """Write JSON atomically (a temporary file in the same folder, flushed to disk, then a
-    rename), with Ctrl-C held until it is done; a failed write names `path`."""
+    """Write JSON atomically (`write_bytes`)."""
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n").encode())
+
+
+def write_bytes(path, data):
+    """Replace a file's contents atomically: a temporary file in the same folder, flushed to
+    disk, then a rename, with Ctrl-C held until it is done; a failed write names `path`."""
     path = Path(path)
     with uninterrupted():
         try:
@@ -289,9 +294,8 @@ def write_json(path, obj):
         except OSError as e:
             raise OSError(e.errno, e.strerror, str(path)) from None
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(obj, f, indent=2, sort_keys=False, default=float)
-                f.write("\n")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
@@ -388,19 +392,17 @@ class StopOnNaN(keras.callbacks.Callback):
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss")  # what every run's history has, at least
 
 
-def read_history(path, rows=None):
+def read_history(path):
     """history.csv (Keras' CSVLogger) as a dict of column name -> float array.
 
-    `rows` reads only the first rows. Raises ValueError (with the path) for a history that is
-    not a complete table of numbers with the columns every run writes.
+    Raises ValueError (with the path) for a history that is not a complete table of numbers
+    with the columns every run writes.
     """
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not text") from None
-    if rows is not None:
-        lines = lines[: rows + 1]
     table = list(csv.reader(lines))
     if not table or not table[0]:
         raise ValueError(f"{path} is empty")
@@ -433,8 +435,8 @@ PENDING = "pending"      # an evaluation's outputs, until they are published
 MANIFEST = "manifest.json"  # every published file's size and SHA-256 (in pending/, then in out/)
 # settings that may change between an interrupted run and its resume
 NOT_TRAINING = ("out_dir", "data", "load", "epochs", "is_images", "is_samples", "sample_std")
-# settings that --load may change: where things are, and the evaluation's own
-LOAD_MAY_CHANGE = ("out_dir", "data", "load", "is_images", "is_samples", "sample_std")
+# settings that --load may change: those, except the epochs it was trained for
+LOAD_MAY_CHANGE = tuple(k for k in NOT_TRAINING if k != "epochs")
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -540,14 +542,15 @@ def seed_states(model):
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
-def settings(cfg):
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_TRAINING}
+def settings(cfg, free=NOT_TRAINING):
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in free}
 
 
-def changed_settings(saved, cfg):
-    """(flag, saved value, this command's value) for each training setting that differs."""
+def changed_settings(saved, cfg, free=NOT_TRAINING):
+    """(flag, saved value, this command's value) for each setting not in `free` that differs
+    (by default the training settings)."""
     return [(f"--{k.replace('_', '-')}", saved.get(k), v)
-            for k, v in settings(cfg).items() if saved.get(k) != v]
+            for k, v in settings(cfg, free).items() if saved.get(k) != v]
 
 
 class Backup(keras.callbacks.Callback):
@@ -683,23 +686,6 @@ def resume(model, cfg, out, keep_best=False):
         write_bytes(partial, rows)
     print(f"resuming from the backup in {folder}: {done} epoch(s) already done")
     return state
-
-
-def write_bytes(path, data):
-    """Replace a file's contents atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    with uninterrupted():
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def _set_aside(out, problem, go_on=None, what=BACKUP, again="starts the run over"):
@@ -838,40 +824,43 @@ def read_manifest(folder):
     return {"files": files, "clears_backup": bool(manifest.get("clears_backup"))}
 
 
-def read_published(out, name):
-    """The text of `name` in `out`, checked against the folder's manifest; ValueError (one
-    line, with the path) for a file that is not the one the run published."""
+class NotPublished(ValueError):
+    """A file is absent from a folder or its manifest (as opposed to present but changed)."""
+
+
+def verify_published(out, names):
+    """Raise ValueError (one line, with the path) unless `names` in `out` are exactly the files
+    its manifest lists; NotPublished where a file or the manifest is missing."""
     out = Path(out)
     try:
-        expected = read_manifest(out)["files"].get(name)
+        manifest = read_manifest(out)
     except FileNotFoundError:
-        raise ValueError(f"no {MANIFEST} in {out}: its outputs are not a finished run's") from None
-    if expected is None:
-        raise ValueError(f"{out / MANIFEST} does not list {name}")
-    problem = mismatch(out / name, expected)
-    if problem:
-        raise ValueError(f"{problem} (damaged or replaced since the run published it)")
-    return (out / name).read_text()
+        raise NotPublished(f"no {MANIFEST} in {out}: its outputs were not published by a "
+                           "finished run") from None
+    for name in names:
+        if name not in manifest["files"] or not (out / name).exists():
+            raise NotPublished(f"no {name} in {out}")
+        problem = mismatch(out / name, manifest["files"][name])
+        if problem:
+            raise ValueError(f"{problem} (damaged or replaced since the run published it)")
+    return manifest
+
+
+def read_published(out, name):
+    """The text of `name` in `out`, checked against the folder's manifest (`verify_published`)."""
+    verify_published(out, [name])
+    return (Path(out) / name).read_text()
 
 
 def check_published(out, names):
     """Stop with one line unless `names` in `out` are exactly the files its manifest lists."""
     try:
-        manifest = read_manifest(out)
-    except FileNotFoundError:
-        fail(f"no {MANIFEST} in {out}: its outputs were not published by a finished run; train "
-             "first (run without --load) or pass its --out-dir")
+        verify_published(out, names)
+    except NotPublished as e:
+        fail(f"{e}: --load needs a finished run's outputs; train first (run without --load) or "
+             "pass its --out-dir")
     except (OSError, ValueError) as e:
-        fail(f"{e}: the outputs in {out} cannot be checked; train again (run without --load)")
-    for name in names:
-        if name not in manifest["files"] or not (out / name).exists():
-            fail(f"no {name} in {out}: --load needs a finished run's outputs; train first (run "
-                 "without --load) or pass its --out-dir")
-        problem = mismatch(out / name, manifest["files"][name])
-        if problem:
-            fail(f"{problem} (damaged or replaced since the run published it): train again "
-                 "(run without --load), or restore the file")
-    return manifest
+        fail(f"{e}: train again (run without --load), or restore the file")
 
 
 def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
@@ -888,9 +877,8 @@ def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
             fail(f"cannot read {out / 'config.json'} ({e})")
         if not isinstance(saved, dict):
             fail(f"{out / 'config.json'} is not a JSON object of settings; train again")
-        changed = [f"--{k.replace('_', '-')} {v!r} (saved: {saved.get(k)!r})"
-                   for k, v in dataclasses.asdict(cfg).items()
-                   if k not in LOAD_MAY_CHANGE and saved.get(k) != v]
+        changed = [f"{flag} {now!r} (saved: {then!r})"
+                   for flag, then, now in changed_settings(saved, cfg, LOAD_MAY_CHANGE)]
         if changed:
             fail(f"the run in {out} was trained with other settings: {', '.join(changed)}; "
                  "pass the saved values to --load it")

@@ -71,12 +71,8 @@ def is_done(root, script, seed, args):
     if (out / run.BACKUP).exists() or (out / run.PENDING).exists():
         return False  # a later run in this folder has not finished: run it (it resumes)
     try:
-        manifest = run.read_manifest(out)
+        run.verify_published(out, ("metrics.json", "config.json", "history.csv"))
     except (OSError, ValueError):
-        return False
-    names = ("metrics.json", "config.json", "history.csv")
-    if any(n not in manifest["files"] or run.mismatch(out / n, manifest["files"][n])
-           for n in names):
         return False
     config_cls = importlib.import_module(script).Config
     wanted = dataclasses.asdict(run.parse_config(config_cls, args, prog=f"{script}.py"))
