@@ -10,15 +10,24 @@ Usage:
     python nice.py             # the blog's settings: 30 epochs of Adam, batch 128, noise 0.01
     python nice.py --noise 0   # the blog's noiseless variant
     python nice.py --help      # every setting
-Writes results/nice/: samples.png (std 0.75), samples_std1.png, interpolations.png, loss.png,
-metrics.json, history.csv, config.json and the weights of the best validation epoch (run
-times and results, and how they compare with the blog's: the README).
+Writes results/nice/: samples.png (std 0.75), samples_std1.png, interpolations.png, scale.png
+(the learned exp(-s) per pixel), loss.png, metrics.json, history.csv, config.json and the
+weights of the best validation epoch (run times and results, and how they compare with the
+blog's: the README).
+
+The loss, as the blog computes it, is the density at the test images' pixel values x / 255
+(0.5 |z|^2 - sum(s), 720.448 nats left out). A density at lattice points is not a probability
+of discrete data, so it bounds nothing; the NLL and bits/dim in metrics.json are of uniformly
+dequantised test images, (pixel + u) / 255 with u ~ U(0, 1), plus 784 ln 255 for the bins'
+width: an upper bound on the discrete NLL, its Monte Carlo error stated.
 
 Deviations from the original:
 - Keras 3: every operation (shuffle, split/merge, coupling, scale) is a layer called
   with `inverse=True`, so the generator is the encoder's own layers run backwards.
-- Beyond the blog: test NLL in nats and bits per dimension, latent interpolations, and an
-  optional bfloat16 mixed-precision mode (`--precision`).
+- Beyond the blog: the dequantised test NLL and bits per dimension, sample statistics (pixels
+  clipped, background level), the map of exp(-s), latent interpolations, variants for the
+  post's claims (`--noise-kind`, `--forward eq7`, `--shuffle none`) and an optional bfloat16
+  mixed-precision mode (`--precision`).
 - Speed: Adam's update runs as TensorFlow's fused kernel (`FusedAdam`, same arithmetic as Keras'
   Adam); see benchmarks/nice_throughput.py.
 """
@@ -31,11 +40,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-from common import plotting, run  # noqa: E402
+from common import evaluation, plotting, run  # noqa: E402
 
 ORIGINAL_DIM = 784  # pixels per image, 28 x 28 (the blog's original_dim)
 GAUSS_CONST = 0.5 * ORIGINAL_DIM * math.log(2 * math.pi)  # 720.448 nats, left out of the loss
 MAX_WEIGHTS = 300_000_000  # 1.2 GB of float32, 3.6 GB with Adam's two moments
+NOISE_KINDS = ("negative", "positive", "centred", "gaussian")
+LEVELS = 255  # pixel values k = 0..255 are the points k / 255: bins of width 1 / 255
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,13 +55,24 @@ class Config(run.RunConfig):
     hidden_dim: int = run.arg(1000, "units of each hidden layer of a coupling network m",
                               ge=1, le=8192)
     hidden_layers: int = run.arg(5, "hidden relu layers of each coupling network m", ge=1, le=32)
-    shuffle: str = run.arg("reverse", "permutation before each coupling ('random' is fixed by --seed)",
-                           choices=["reverse", "random"])
-    noise: float = run.arg(0.01, "width of the uniform noise on [-noise, 0] added in training (0: none)",
+    shuffle: str = run.arg("reverse", "permutation before each coupling ('random' is fixed by "
+                           "--seed; 'none' keeps the order, so every coupling updates the same "
+                           "half)", choices=["reverse", "random", "none"])
+    forward: str = run.arg("eq9", "the coupling the encoder runs: 'eq9' h2 = x2 - m(x1), the "
+                           "blog's, or 'eq7' h2 = x2 + m(x1); the generator runs the other one",
+                           choices=["eq9", "eq7"])
+    noise: float = run.arg(0.01, "width of the noise added to the images in training (0: none)",
                            ge=0.0, le=1.0)
+    noise_kind: str = run.arg("negative", "the training noise: uniform on [-noise, 0] "
+                              "('negative', the blog's), [0, noise] ('positive'), "
+                              "[-noise/2, noise/2] ('centred'), or normal with the same standard "
+                              "deviation as those, noise/sqrt(12) ('gaussian')",
+                              choices=list(NOISE_KINDS))
     sample_std: float = run.arg(0.75, "standard deviation of z when sampling (the annealing parameter)",
                                 gt=0.0, le=100.0)
     learning_rate: float = run.arg(1e-3, "Adam learning rate", gt=0.0, le=1.0)
+    dequantisation_draws: int = run.arg(10, "uniform noise draws per test image for the "
+                                        "dequantised NLL and bits/dim", ge=1, le=1000)
     precision: str = run.arg("float32", "float32, or bfloat16 for the coupling networks' matrix "
                              "products (weights and the flow's sums stay float32); faster only "
                              "on CPUs with AMX or AVX512-BF16",
@@ -75,38 +97,52 @@ class Config(run.RunConfig):
 
 
 @keras.saving.register_keras_serializable("nice")
-class UniformNoise(layers.Layer):
-    """Training only: x - width * u, u ~ U(0, 1), i.e. noise on [-width, 0]. Identity otherwise."""
+class TrainingNoise(layers.Layer):
+    """Training only: noise of the given width added to x; the identity otherwise.
 
-    def __init__(self, width=0.01, seed=None, **kwargs):
+    With u ~ U(0, 1): 'negative' x - width * u (the blog's, on [-width, 0]), 'positive'
+    x + width * u, 'centred' x + width * (u - 1/2); 'gaussian' x + width / sqrt(12) * e with
+    e ~ N(0, 1), the same standard deviation as the uniform kinds.
+    """
+
+    def __init__(self, width=0.01, kind="negative", seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.width, self.seed = width, seed
+        self.width, self.kind, self.seed = width, kind, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, x, training=False):
         if not training or self.width == 0:
             return x
-        return x - self.width * keras.random.uniform(ops.shape(x), seed=self.seed_generator,
-                                                     dtype=x.dtype)
+        if self.kind == "gaussian":
+            e = keras.random.normal(ops.shape(x), seed=self.seed_generator, dtype=x.dtype)
+            return x + (self.width / math.sqrt(12)) * e
+        u = keras.random.uniform(ops.shape(x), seed=self.seed_generator, dtype=x.dtype)
+        if self.kind == "negative":
+            return x - self.width * u
+        return x + self.width * (u if self.kind == "positive" else u - 0.5)
 
     def get_config(self):
-        return {**super().get_config(), "width": self.width, "seed": self.seed}
+        return {**super().get_config(), "width": self.width, "kind": self.kind, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable("nice")
 class Shuffle(layers.Layer):
-    """A fixed permutation of the last axis: reversed, or random from `seed`."""
+    """A fixed permutation of the last axis: reversed, random from `seed`, or none."""
 
     def __init__(self, dim, mode="reverse", seed=None, **kwargs):
         super().__init__(**kwargs)
         self.dim, self.mode, self.seed = dim, mode, seed
         if mode == "reverse":
             self.idx = np.arange(dim)[::-1].copy()
-        else:
+        elif mode == "random":
             self.idx = np.random.default_rng(seed).permutation(dim)
+        else:
+            self.idx = np.arange(dim)
         self.inverse_idx = np.argsort(self.idx)
 
     def call(self, x, inverse=False):
+        if self.mode == "none":
+            return x
         if self.mode == "reverse":  # its own inverse; a flip is cheaper than a gather
             return ops.flip(x, axis=-1)
         return ops.take(x, self.inverse_idx if inverse else self.idx, axis=-1)
@@ -128,16 +164,19 @@ class SplitVector(layers.Layer):
 
 @keras.saving.register_keras_serializable("nice")
 class AdditiveCoupling(layers.Layer):
-    """Additive coupling with its own network m (blog: eq. 9 forward, eq. 7 inverse).
+    """Additive coupling with its own network m; by default the blog's eq. 9 forward, eq. 7 inverse.
 
     forward (encoder):   h1 = x1,  h2 = x2 - m(x1)
     inverse (generator): x1 = h1,  x2 = h2 + m(h1)
+    With `forward="eq7"` the signs swap: the encoder adds m and the generator subtracts it.
     The Jacobian is triangular with unit diagonal: log|det| = 0.
     """
 
-    def __init__(self, part_dim, hidden_dim=1000, hidden_layers=5, m_dtype="float32", **kwargs):
+    def __init__(self, part_dim, hidden_dim=1000, hidden_layers=5, m_dtype="float32",
+                 forward="eq9", **kwargs):
         super().__init__(**kwargs)
         self.part_dim, self.hidden_dim, self.hidden_layers = part_dim, hidden_dim, hidden_layers
+        self.forward = forward
         self.m_dtype = m_dtype  # "mixed_bfloat16": m computes in bfloat16, the sum stays float32
         self.m = [layers.Dense(hidden_dim, activation="relu", dtype=m_dtype, name=f"m_{i}")
                   for i in range(hidden_layers)]
@@ -157,11 +196,13 @@ class AdditiveCoupling(layers.Layer):
 
     def call(self, parts, inverse=False):
         x1, x2 = parts
-        return x1, (x2 + self.shift(x1) if inverse else x2 - self.shift(x1))
+        add = inverse == (self.forward == "eq9")  # eq. 7 adds m, eq. 9 subtracts it
+        return x1, (x2 + self.shift(x1) if add else x2 - self.shift(x1))
 
     def get_config(self):
         return {**super().get_config(), "part_dim": self.part_dim, "hidden_dim": self.hidden_dim,
-                "hidden_layers": self.hidden_layers, "m_dtype": self.m_dtype}
+                "hidden_layers": self.hidden_layers, "m_dtype": self.m_dtype,
+                "forward": self.forward}
 
 
 @keras.saving.register_keras_serializable("nice")
@@ -223,11 +264,11 @@ def build_flow_layers(cfg, dim=ORIGINAL_DIM):
     m_dtype = "mixed_bfloat16" if cfg.precision == "bfloat16" else "float32"
     blocks = []
     for i in range(cfg.num_blocks):
-        seed = None if cfg.shuffle == "reverse" else cfg.seed + i
+        seed = cfg.seed + i if cfg.shuffle == "random" else None
         blocks.append((Shuffle(dim, cfg.shuffle, seed, name=f"shuffle_{i}"),
                        SplitVector(name=f"split_{i}"),
                        AdditiveCoupling(dim // 2, cfg.hidden_dim, cfg.hidden_layers,
-                                        m_dtype, name=f"coupling_{i}")))
+                                        m_dtype, cfg.forward, name=f"coupling_{i}")))
     return blocks, Scale(name="scale")
 
 
@@ -257,7 +298,7 @@ def build_models(cfg, dim=ORIGINAL_DIM):
     """
     blocks, scale = build_flow_layers(cfg, dim)
     x_in = keras.Input(shape=(dim,), name="x")
-    x = UniformNoise(cfg.noise, seed=cfg.seed, name="noise")(x_in)
+    x = TrainingNoise(cfg.noise, cfg.noise_kind, seed=cfg.seed, name="noise")(x_in)
     encoder = keras.Model(x_in, encode(blocks, scale, x), name="nice_encoder")
     # No XLA: TensorFlow's own (oneDNN) matrix products are faster here than XLA's, and the
     # fused optimizer already makes the update a single pass (benchmarks/nice_throughput.py).
@@ -271,14 +312,76 @@ def build_models(cfg, dim=ORIGINAL_DIM):
 # ---------------------------------------------------------------- training and outputs
 
 
-def nll_metrics(val_loss):
-    """Test NLL in nats (loss + 720.448) and bits/dim under the usual 1/256 dequantisation.
+def neg_log_density(encoder, x, batch_size=1000):
+    """-log p(x) in nats for each row of x: 0.5 |z|^2 - sum(s) + 720.448 (the flow's density)."""
+    s = ops.convert_to_numpy(encoder.get_layer("scale").s).astype(np.float64).sum()
+    dim = x.shape[1]
+    sq = np.concatenate([np.sum(evaluation.infer(encoder, x[i:i + batch_size]) ** 2, axis=1)
+                         for i in range(0, len(x), batch_size)])
+    return 0.5 * sq - s + 0.5 * dim * math.log(2 * math.pi)
 
-    Pixels here are x/255; the bound treats them as the 1/256 dequantised data, so
-    bpd = (NLL + 784 ln 256) / (784 ln 2).
+
+def dequantised_nll(neg_log_density_fn, pixels, levels, draws, rng):
+    """An upper bound on the NLL of discrete pixels, by uniform dequantisation.
+
+    Pixel value k (0..levels) is the point k / levels; its bin is [k, k + 1) / levels. The
+    probability of an image is the density's integral over its bin, and by Jensen's inequality
+    -log P(k) <= E_u[-log p((k + u) / levels)] + D log(levels), u ~ U(0, 1)^D. The expectation
+    is estimated with `draws` draws per image. Returns (per-image bounds, Monte Carlo standard
+    error of their mean): the error of the u draws only, the test images held fixed.
     """
-    nll = val_loss + GAUSS_CONST
-    return nll, (nll + ORIGINAL_DIM * math.log(256)) / (ORIGINAL_DIM * math.log(2))
+    pixels = np.asarray(pixels, np.float64)
+    n, dim = pixels.shape
+    values = np.empty((draws, n))
+    for d in range(draws):
+        x = ((pixels + rng.random(pixels.shape)) / levels).astype("float32")
+        values[d] = neg_log_density_fn(x)
+    per_image = values.mean(0) + dim * math.log(levels)
+    draw_var = values.var(0, ddof=1) / draws if draws > 1 else np.full(n, np.nan)
+    return per_image, float(np.sqrt(draw_var.sum()) / n)
+
+
+def test_metrics(encoder, x_test, cfg, rng):
+    """The blog's loss at x / 255, and the dequantised NLL (nats) and bits/dim, which bound the
+    test images' discrete NLL."""
+    dim = x_test.shape[1]
+    at_points = neg_log_density(encoder, x_test)
+    pixels = np.rint(x_test.astype(np.float64) * LEVELS)
+    bound, se = dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
+                                cfg.dequantisation_draws, rng)
+    bits = dim * math.log(2)
+    return {"test_neg_log_density": float(at_points.mean()),
+            "test_nll": float(bound.mean()),
+            "test_nll_mc_se": se,
+            "test_bits_per_dim": float(bound.mean() / bits),
+            "test_bits_per_dim_mc_se": se / bits,
+            "dequantisation_draws": cfg.dequantisation_draws}
+
+
+def sample_statistics(generator, std, rng, n=10000):
+    """Of n samples at z ~ N(0, std^2 I), before clipping to [0, 1]: the fractions of pixels
+    below 0 and above 1, and the mean clipped value of the pixels under 1/2 (the background's
+    grey level: 0 is clean black)."""
+    z = (rng.standard_normal((n, ORIGINAL_DIM)) * std).astype("float32")
+    x = np.concatenate([evaluation.infer(generator, z[i:i + 1000], np.float32)
+                        for i in range(0, n, 1000)])
+    clipped = np.clip(x, 0, 1)
+    return {"below_zero": float(np.mean(x < 0)), "above_one": float(np.mean(x > 1)),
+            "background": float(clipped[clipped < 0.5].mean())}
+
+
+def scale_metrics(encoder, x_train, out):
+    """The learned exp(-s), the standard deviation of each pixel's latent in the generator
+    (eq. 15: small means unimportant): a 28 x 28 map, and its mean over the pixels that are
+    black in every training image against the mean over the rest."""
+    spread = np.exp(-ops.convert_to_numpy(encoder.get_layer("scale").s).astype(np.float64)[0])
+    black = np.all(x_train == 0, axis=0)
+    plotting.save_map(spread, out / "scale.png", label="exp(-s)",
+                      title=f"exp(-s) per pixel; {int(black.sum())} pixels are black in every "
+                            "training image")
+    return {"scale_black_pixels": int(black.sum()),
+            "scale_black_mean": float(spread[black].mean()) if black.any() else None,
+            "scale_other_mean": float(spread[~black].mean())}
 
 
 def save_figures(cfg, out, encoder, generator, x_test, history, rng):
@@ -325,15 +428,18 @@ def main(argv=None, callbacks=()):
                                 validation_data=(x_test, x_test), callbacks=callbacks,
                                 keep_best=True)
     evaluation_started = time.perf_counter()
-    save_figures(cfg, run.pending(out), encoder, generator, x_test, history, rng)
+    stage = run.pending(out)  # the figures' folder until the run is published
+    save_figures(cfg, stage, encoder, generator, x_test, history, rng)
 
     test_loss = float(encoder.evaluate(x_test, x_test, batch_size=cfg.batch_size, verbose=0))
-    nll, bpd = nll_metrics(test_loss)
+    samples = {std: sample_statistics(generator, std, rng) for std in (cfg.sample_std, 1.0)}
     metrics = {
         **run.history_summary(history),
         "test_loss": test_loss,
-        "test_nll": nll,
-        "test_bits_per_dim": bpd,
+        **test_metrics(encoder, x_test, cfg, rng),
+        **{f"sample_{k}": v for k, v in samples[cfg.sample_std].items()},
+        **{f"sample_std1_{k}": v for k, v in samples[1.0].items()},
+        **scale_metrics(encoder, x_train, stage),
         "precision": cfg.precision,
     }
     return run.finish(out, encoder, metrics, evaluation_started)

@@ -32,6 +32,7 @@ from scipy.stats import norm  # noqa: E402
 from common import evaluation, plotting, run  # noqa: E402
 
 ORIGINAL_DIM = 784  # pixels per image, 28 x 28 (the blog's original_dim)
+REGULARISERS = ("kl", "eq3", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,12 @@ class Config(run.RunConfig):
     intermediate_dim: int = run.arg(256, "hidden units of the encoder and decoder", ge=1,
                                     le=65_536)
     latent_dim: int = run.arg(2, "latent dimensions (figures need 2)", ge=1, le=1024)
+    regulariser: str = run.arg("kl", "the term that pulls the codes to the prior: 'kl', the VAE's "
+                               "KL divergence; 'eq3', the post's simpler |mu|^2 + |sigma - 1|^2; "
+                               "'none', an autoencoder (with the sampling noise, whose sigma "
+                               "then shrinks)", choices=list(REGULARISERS))
+    reconstruction: str = run.arg("bce", evaluation.RECONSTRUCTION_HELP,
+                                  choices=list(evaluation.RECONSTRUCTIONS))
     is_samples: int = run.arg(500, "importance samples K per test image for the NLL", ge=1,
                               le=100_000)
     is_images: int = run.arg(10000, "test images used for the NLL (10,000: the whole test set)",
@@ -74,18 +81,38 @@ def gaussian_kl(z_mean, z_log_var):
     return -0.5 * ops.sum(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
 
+def regulariser_term(z_mean, z_log_var, kind="kl"):
+    """Per image: the KL ('kl'), the post's eq. 3, |mu|^2 + |sigma - 1|^2 ('eq3'), or 0 ('none')."""
+    if kind == "kl":
+        return gaussian_kl(z_mean, z_log_var)
+    if kind == "eq3":
+        return ops.sum(ops.square(z_mean) + ops.square(ops.exp(z_log_var / 2) - 1), axis=-1)
+    return ops.zeros_like(z_mean[:, 0])
+
+
 @keras.saving.register_keras_serializable("vae_keras")
 class VAELoss(layers.Layer):
     """Adds mean over the batch of [-log p(x|z) + KL] as the model's loss; passes x_logits on.
 
     -log p(x|z) is the binary cross-entropy of x against sigmoid(x_logits), summed over pixels.
+    `reconstruction="mse"` and `regulariser="eq3"` or `"none"` swap either term for the post's
+    alternatives (evaluation.reconstruction_loss, regulariser_term).
     """
+
+    def __init__(self, reconstruction="bce", regulariser="kl", **kwargs):
+        super().__init__(**kwargs)
+        self.reconstruction, self.regulariser = reconstruction, regulariser
 
     def call(self, inputs):
         x, x_logits, z_mean, z_log_var = inputs
-        reconstruction = -evaluation.bernoulli_log_likelihood(x, x_logits)
-        self.add_loss(ops.mean(reconstruction + gaussian_kl(z_mean, z_log_var)))
+        reconstruction = evaluation.reconstruction_loss(x, x_logits, self.reconstruction)
+        self.add_loss(ops.mean(reconstruction
+                               + regulariser_term(z_mean, z_log_var, self.regulariser)))
         return x_logits
+
+    def get_config(self):
+        return {**super().get_config(), "reconstruction": self.reconstruction,
+                "regulariser": self.regulariser}
 
 
 # ---------------------------------------------------------------- models
@@ -106,7 +133,8 @@ def build_models(cfg):
     x_decoded_mean = layers.Activation("sigmoid", name="decoder_mean")(x_logits)
     decoder = keras.Model(z_in, x_decoded_mean, name="decoder")
 
-    out = VAELoss(name="vae_loss")([x, evaluation.logits_model(decoder)(z), z_mean, z_log_var])
+    out = VAELoss(cfg.reconstruction, cfg.regulariser, name="vae_loss")(
+        [x, evaluation.logits_model(decoder)(z), z_mean, z_log_var])
     vae = keras.Model(x, out, name="vae")
     # XLA and 20 steps per call: faster on CPU, the same arithmetic (benchmarks/epoch_time.py)
     run.compile_model(vae, cfg, "rmsprop", jit_compile=True, steps_per_execution=20)
@@ -126,8 +154,21 @@ def save_figures(cfg, out, encoder, decoder, x_test, y_test, history):
     n = 15
     grid = norm.ppf(np.linspace(0.05, 0.95, n))  # standard-normal quantiles
     # row i <-> second coordinate grid[i], column j <-> first coordinate grid[j]
-    z = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2).astype("float32")
-    plotting.save_grid(decoder.predict(z, verbose=0), out / "manifold.png", n=n)
+    z = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)
+    title = None
+    if cfg.regulariser == "none":  # no prior to sample: the grid covers where the codes lie
+        z = z_mean.mean(0) + z * z_mean.std(0)
+        title = "grid: the test codes' mean + their sd x standard-normal quantiles, per axis"
+    plotting.save_grid(decoder.predict(z.astype("float32"), verbose=0), out / "manifold.png",
+                       n=n, title=title)
+
+
+def empty_cells(z, bins=20):
+    """Holes in a 2-D code space: the fraction of a bins x bins grid over the central 98% of the
+    codes (1st to 99th percentile per axis) in which no code falls."""
+    lo, hi = np.percentile(z, 1, axis=0), np.percentile(z, 99, axis=0)
+    counts, _, _ = np.histogram2d(z[:, 0], z[:, 1], bins=bins, range=list(zip(lo, hi)))
+    return float(np.mean(counts == 0))
 
 
 # ---------------------------------------------------------------- metrics
@@ -166,14 +207,23 @@ def main(argv=None, callbacks=()):
 
     decoder_logits = evaluation.logits_model(decoder)
     summary = run.history_summary(history)
+    sampled = evaluation.importance_sampled_nll(
+        lambda xb, k: log_importance_weights(encoder, decoder_logits, xb, k, rng),
+        x_test[: cfg.is_images], cfg.is_samples)
+    elbo_is_loss = (cfg.reconstruction, cfg.regulariser) == ("bce", "kl")
     metrics = {
         **summary,
         "test_loss": summary["final_val_loss"],
-        "test_neg_elbo": summary["final_val_loss"],  # the loss is already the complete -ELBO
-        **evaluation.importance_sampled_nll(
-            lambda xb, k: log_importance_weights(encoder, decoder_logits, xb, k, rng),
-            x_test[: cfg.is_images], cfg.is_samples),
+        # the blog's loss is the complete -ELBO; the variants' -ELBO comes from the samples
+        "test_neg_elbo": summary["final_val_loss"] if elbo_is_loss
+        else sampled["test_neg_elbo_sampled"],
+        **sampled,
     }
+    if cfg.latent_dim == 2:
+        z_mean, z_log_var = evaluation.infer(encoder, x_test)
+        metrics.update(latent_empty_cells=empty_cells(z_mean),
+                       latent_code_sd=z_mean.std(0).tolist(),
+                       latent_mean_sigma=float(np.exp(z_log_var / 2).mean()))
     return run.finish(out, vae, metrics, evaluation_started)
 
 

@@ -63,8 +63,16 @@ class Config(run.RunConfig):
     tau_max: float = run.arg(1.0, "temperature tau at the first training batch", gt=0.0,
                              le=100.0)
     tau_min: float = run.arg(0.01, "temperature tau approaches this value", gt=0.0, le=100.0)
-    tau_decay: float = run.arg(0.999, "per-batch factor r <- decay * r of tau - tau_min",
-                               gt=0.0, le=1.0)
+    tau_decay: float = run.arg(0.999, "per-batch factor r <- decay * r of tau - tau_min (1: "
+                               "tau stays at --tau-max)", gt=0.0, le=1.0)
+    relaxation: str = run.arg("gumbel", "the relaxed code in training: 'gumbel', "
+                              "softmax((logits + Gumbel noise) / tau) as in the blog, or "
+                              "'softmax', softmax(logits / tau) with no noise",
+                              choices=["gumbel", "softmax"])
+    gradient_draws: int = run.arg(0, "after training, estimate the variance of the gradient of "
+                                  "-log p(x|code) with respect to the encoder's logits over this "
+                                  "many single-sample estimates per image, reparameterised and "
+                                  "score-function (REINFORCE); 0: skip", ge=0, le=100_000)
     epochs: int = run.arg(30, "number of training epochs", ge=1, le=10_000)
     is_samples: int = run.arg(500, "importance samples K (one-hot codes) per test image for the "
                                    "NLL and the discrete -ELBO", ge=1, le=100_000)
@@ -101,10 +109,10 @@ class GumbelSoftmax(layers.Layer):
     training and validation alike, as the blog's graph does.
     """
 
-    def __init__(self, tau=1.0, seed=None, **kwargs):
+    def __init__(self, tau=1.0, seed=None, noise=True, **kwargs):
         super().__init__(**kwargs)
         self.initial_tau = float(tau)
-        self.seed = seed
+        self.seed, self.noise = seed, noise  # noise=False: a plain softmax(logits / tau)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.tau = self.add_weight(shape=(), name="tau", trainable=False,
                                    initializer=keras.initializers.Constant(self.initial_tau))
@@ -120,15 +128,20 @@ class GumbelSoftmax(layers.Layer):
         if training and self.schedule is not None:
             self.tau.assign(ops.cast(self.schedule(ops.cast(self.step, "float64")), self.tau.dtype))
             self.step.assign(self.step + 1)
-        u = keras.random.uniform(ops.shape(logits), seed=self.seed_generator)
-        g = -ops.log(-ops.log(u + EPSILON) + EPSILON)
-        return ops.softmax((logits + g) / ops.cast(self.tau, logits.dtype), axis=-1)
+        if self.noise:
+            u = keras.random.uniform(ops.shape(logits), seed=self.seed_generator)
+            logits = logits - ops.log(-ops.log(u + EPSILON) + EPSILON)
+        return ops.softmax(logits / ops.cast(self.tau, logits.dtype), axis=-1)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "tau": self.initial_tau, "seed": self.seed}
+        return {**super().get_config(), "tau": self.initial_tau, "seed": self.seed,
+                "noise": self.noise}
+
+
+GRADIENT_IMAGES = 100  # test images for --gradient-draws
 
 
 def sum_p_log_p(logits):
@@ -202,7 +215,8 @@ def build_models(cfg):
     h = layers.Flatten()(h)
     h = layers.Dense(32, activation="relu")(h)
     logits = layers.Reshape(shape, name="logits")(layers.Dense(shape[0] * shape[1])(h))
-    z = GumbelSoftmax(tau=cfg.tau_max, seed=cfg.seed, name="z")(logits)
+    z = GumbelSoftmax(tau=cfg.tau_max, seed=cfg.seed, noise=cfg.relaxation == "gumbel",
+                      name="z")(logits)
 
     c_in = keras.Input(shape=shape, name="code")
     h = layers.Flatten()(c_in)
@@ -286,6 +300,61 @@ def discrete_metrics(encoder, decoder, x, num_samples, rng):
             "test_neg_elbo_stderr": evaluation.standard_error(neg_elbo)}
 
 
+def gradient_estimates(decoder_logits, x, logits, g, taus):
+    """Single-sample estimates of d E_q[f(c)] / d logits for one image, f(c) = -log p(x|c).
+
+    `logits` (latents, classes) are the image's, `g` (draws, latents, classes) Gumbel draws.
+    Score function (REINFORCE, no baseline): f(c) (onehot(c) - p), c = argmax(logits + g) ~
+    Cat(p), p = softmax(logits): unbiased. Reparameterised, for each tau of `taus`: the gradient
+    of f(y) through y = softmax((logits + g) / tau), from the same draws: the gradient of the
+    relaxed objective. Returns (REINFORCE's (draws, latents, classes), [one such per tau]).
+    """
+    draws, _, classes = g.shape
+    p = np.exp(log_softmax(logits, axis=-1))
+    xs = np.repeat(np.asarray(x, "float32").reshape(1, -1), draws, axis=0)
+    onehot = np.eye(classes, dtype="float32")[np.argmax(logits + g, axis=-1)]
+    f = -evaluation.sample_log_likelihoods(
+        xs[:1], evaluation.infer(decoder_logits, onehot, "float32"), draws)[0]
+    reinforce = f[:, None, None] * (onehot - p)
+    reparam = []
+    for tau in taus:
+        y = np.exp(log_softmax((logits + g) / tau, axis=-1)).astype("float32")
+        df_dy = evaluation.input_gradient(
+            lambda v: -evaluation.bernoulli_log_likelihood(
+                xs, ops.reshape(decoder_logits(v), (draws, -1))), y)
+        # through the softmax: d/da_j = y_j (df/dy_j - sum_k y_k df/dy_k), a = (logits + g) / tau
+        reparam.append(y * (df_dy - np.sum(y * df_dy, axis=-1, keepdims=True)) / tau)
+    return reinforce, reparam
+
+
+def gradient_variances(encoder, decoder, x, draws, taus, rng):
+    """For each image, the variance of each logit's estimate (gradient_estimates) over `draws`
+    estimates, summed over the logits. Returns the mean over images: (REINFORCE's, [the
+    reparameterised one's at each tau])."""
+    decoder_logits = evaluation.logits_model(decoder)
+    logits = evaluation.infer(encoder, x)
+    reinforce, reparam = [], []
+    for xi, li in zip(x, logits):
+        r, rp = gradient_estimates(decoder_logits, xi, li, rng.gumbel(size=(draws, *li.shape)),
+                                   taus)
+        reinforce.append(r.var(0, ddof=1).sum())
+        reparam.append([e.var(0, ddof=1).sum() for e in rp])
+    return float(np.mean(reinforce)), np.mean(reparam, axis=0).tolist()
+
+
+def gradient_metrics(encoder, decoder, x, cfg, final_tau, rng):
+    """gradient_variances at tau = --tau-max and at the run's final tau, and the ratios."""
+    print(f"gradient variances: {len(x)} images x {cfg.gradient_draws} draws")
+    taus = {"tau_max": cfg.tau_max, "final_tau": final_tau}
+    reinforce, reparam = gradient_variances(encoder, decoder, x, cfg.gradient_draws,
+                                            list(taus.values()), rng)
+    metrics = {"gradient_images": len(x), "gradient_draws": cfg.gradient_draws,
+               "grad_var_reinforce": reinforce}
+    for name, var in zip(taus, reparam):
+        metrics.update({f"grad_var_reparam_{name}": var, f"grad_var_ratio_{name}": reinforce / var})
+    return metrics
+
+
 def main(argv=None, callbacks=()):
     """Train (or --load), then write the figures and metrics.json; returns the metrics.
 
@@ -313,6 +382,9 @@ def main(argv=None, callbacks=()):
         "test_relaxed_neg_elbo": summary["final_val_loss"] + cfg.kl_constant,
         **discrete_metrics(encoder, decoder, x_test[: cfg.is_images], cfg.is_samples, rng),
     }
+    if cfg.gradient_draws:
+        metrics.update(gradient_metrics(encoder, decoder, x_test[:GRADIENT_IMAGES], cfg,
+                                        metrics["final_tau"], rng))
     return run.finish(out, vae, metrics, evaluation_started)
 
 

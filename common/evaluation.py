@@ -25,6 +25,21 @@ def bernoulli_log_likelihood(x, logits):
     return -ops.sum(ops.reshape(cross_entropy, (ops.shape(logits)[0], -1)), axis=-1)
 
 
+RECONSTRUCTIONS = ("bce", "mse")
+RECONSTRUCTION_HELP = ("reconstruction loss: 'bce', the scripts' summed binary cross-entropy, or "
+                       "'mse', the summed squared error |x - sigmoid(logits)|^2 of the post's "
+                       "equation")
+
+
+def reconstruction_loss(x, logits, kind="bce"):
+    """The training loss's reconstruction term per image: -log p(x|z) ('bce') or the summed
+    squared error between x and the decoded mean sigmoid(logits) ('mse')."""
+    if kind == "bce":
+        return -bernoulli_log_likelihood(x, logits)
+    error = ops.square(x - ops.sigmoid(logits))
+    return ops.sum(ops.reshape(error, (ops.shape(logits)[0], -1)), axis=-1)
+
+
 def infer(model, x, dtype=np.float64):
     """`model(x, training=False)` as NumPy arrays (a list for several outputs) of `dtype`.
 
@@ -36,6 +51,28 @@ def infer(model, x, dtype=np.float64):
     if isinstance(out, (list, tuple)):
         return [ops.convert_to_numpy(o).astype(dtype) for o in out]
     return ops.convert_to_numpy(out).astype(dtype)
+
+
+def input_gradient(fn, x):
+    """The gradient of sum(fn(x)) with respect to the array x, as NumPy, on any backend."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda v: ops.sum(fn(v)))(x))
+    if backend == "torch":
+        import torch
+
+        v = ops.convert_to_tensor(x).detach().requires_grad_(True)  # on Keras' device
+        ops.sum(fn(v)).backward()
+        return v.grad.cpu().numpy()
+    import tensorflow as tf
+
+    v = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(v)
+        total = ops.sum(fn(v))
+    return tape.gradient(total, v).numpy()
 
 
 def _no_grad():
@@ -70,19 +107,22 @@ def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):
 
     `log_weights(x_chunk, K)` returns an (n, K) array of log p(x|z_k) + log p(z_k) - log q(z_k|x)
     for z_k ~ q(z|x); images are processed in chunks of about `chunk_samples` decoded samples.
-    Returns the metrics `test_nll`, `test_nll_stderr`, `is_samples`, `is_images`.
+    Returns the metrics `test_nll`, `test_nll_stderr`, `is_samples`, `is_images`, and
+    `test_neg_elbo_sampled`: the -ELBO, -mean_k log w_k, from the same samples.
     """
     per_chunk = max(1, chunk_samples // num_samples)
-    nll = []
+    nll, neg_elbo = [], []
     print(f"test NLL by importance sampling: {len(x)} images x {num_samples} samples")
     progress = keras.utils.Progbar(len(x), unit_name="image")
     for i in range(0, len(x), per_chunk):
         lw = np.asarray(log_weights(x[i:i + per_chunk], num_samples), dtype=np.float64)
         nll.append(np.log(num_samples) - logsumexp(lw, axis=1))
+        neg_elbo.append(-lw.mean(axis=1))
         progress.add(len(lw))
-    nll = np.concatenate(nll)
+    nll, neg_elbo = np.concatenate(nll), np.concatenate(neg_elbo)
     return {"test_nll": float(nll.mean()), "test_nll_stderr": standard_error(nll),
-            "is_samples": int(num_samples), "is_images": int(len(nll))}
+            "is_samples": int(num_samples), "is_images": int(len(nll)),
+            "test_neg_elbo_sampled": float(neg_elbo.mean())}
 
 
 def standard_error(values):

@@ -116,3 +116,16 @@ def save_seed_curves(histories, path, ylabel="loss", title=None, top=None, marks
         ax.set_title(title)
     fig.tight_layout()
     _save(fig, path)
+
+
+def save_map(values, path, title=None, label=None, size=28):
+    """Save a size x size map of one value per pixel, with a colour bar (log scale if positive)."""
+    values = np.asarray(values, np.float64).reshape(size, size)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    norm = matplotlib.colors.LogNorm() if np.all(values > 0) else None
+    image = ax.imshow(values, cmap="viridis", norm=norm)
+    ax.axis("off")
+    fig.colorbar(image, ax=ax, label=label)
+    if title:
+        ax.set_title(title, fontsize=9)
+    _save(fig, path, bbox_inches="tight")

@@ -434,7 +434,8 @@ STATE = "state.json"     # in BACKUP: epochs done, the weights files, sampler st
 PENDING = "pending"      # an evaluation's outputs, until they are published
 MANIFEST = "manifest.json"  # every published file's size and SHA-256 (in pending/, then in out/)
 # settings that may change between an interrupted run and its resume
-NOT_TRAINING = ("out_dir", "data", "load", "epochs", "is_images", "is_samples", "sample_std")
+NOT_TRAINING = ("out_dir", "data", "load", "epochs", "is_images", "is_samples", "sample_std",
+                "dequantisation_draws", "gradient_draws")
 # settings that --load may change: those, except the epochs it was trained for
 LOAD_MAY_CHANGE = tuple(k for k in NOT_TRAINING if k != "epochs")
 
@@ -546,9 +547,18 @@ def settings(cfg, free=NOT_TRAINING):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in free}
 
 
+def with_defaults(saved, config_cls):
+    """Saved settings with every field they lack set to its default: a flag added after a run
+    was made has, in that run, the value its default gives (each new flag defaults to the
+    behaviour from before it existed)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+    return {**defaults, **saved}
+
+
 def changed_settings(saved, cfg, free=NOT_TRAINING):
     """(flag, saved value, this command's value) for each setting not in `free` that differs
     (by default the training settings)."""
+    saved = with_defaults(saved, type(cfg))
     return [(f"--{k.replace('_', '-')}", saved.get(k), v)
             for k, v in settings(cfg, free).items() if saved.get(k) != v]
 

@@ -80,7 +80,8 @@ def is_done(root, script, seed, args):
         saved = json.loads((out / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(saved, dict) and comparable(saved) == comparable(wanted)
+    return (isinstance(saved, dict)
+            and comparable(run.with_defaults(saved, config_cls)) == comparable(wanted))
 
 
 def read_run(out):

@@ -115,21 +115,80 @@ def test_log_determinant_and_loss_are_exact():
 
 
 def test_noise_only_in_training():
-    layer = nice.UniformNoise(0.01, seed=0)
+    layer = nice.TrainingNoise(0.01, seed=0)
     x = np.full((1000, 784), 0.5, "float32")
     np.testing.assert_array_equal(np.asarray(layer(x)), x)
     noisy = np.asarray(layer(x, training=True))
     assert noisy.min() >= 0.49 and noisy.max() <= 0.5
     assert abs((noisy - x).mean() + 0.005) < 1e-4
-    assert nice.UniformNoise.from_config(layer.get_config()).width == 0.01
+    assert nice.TrainingNoise.from_config(layer.get_config()).width == 0.01
 
 
-def test_nll_conversion():
-    # by hand: 392 ln(2 pi) = 720.4478; (nll + 784 ln 256) / (784 ln 2) = nll / 543.4273 + 8
-    nll, bpd = nice.nll_metrics(-2200.0)
-    assert nll == pytest.approx(-1479.5522, abs=1e-3)
-    assert bpd == pytest.approx(5.27737, abs=1e-5)
-    assert nice.nll_metrics(-720.4478)[1] == pytest.approx(8.0, abs=1e-6)  # NLL 0 is 8 bits/dim
+@pytest.mark.parametrize("kind, low, high, mean, sd", [
+    ("negative", -0.01, 0.0, -0.005, 0.01 / math.sqrt(12)),
+    ("positive", 0.0, 0.01, 0.005, 0.01 / math.sqrt(12)),
+    ("centred", -0.005, 0.005, 0.0, 0.01 / math.sqrt(12)),
+    ("gaussian", -np.inf, np.inf, 0.0, 0.01 / math.sqrt(12))])
+def test_noise_kinds(kind, low, high, mean, sd):
+    noise = np.asarray(nice.TrainingNoise(0.01, kind, seed=1)(np.zeros((200, 784), "float32"),
+                                                              training=True), np.float64)
+    assert noise.min() >= low and noise.max() <= high
+    assert abs(noise.mean() - mean) < 2e-5 and abs(noise.std() - sd) < 2e-5
+
+
+def test_eq7_forward_swaps_the_coupling_signs_and_still_inverts():
+    keras.utils.set_random_seed(3)
+    x = np.random.default_rng(4).random((16, 8), dtype=np.float32)
+    z = {}
+    for forward in ("eq9", "eq7"):
+        keras.utils.set_random_seed(3)  # the same weights
+        encoder, generator = nice.build_models(small(forward=forward), dim=8)
+        encoder.get_layer("scale").s.assign(np.zeros((1, 8), "float32"))
+        z[forward] = np.asarray(encoder(x, training=False))
+        assert np.max(np.abs(np.asarray(generator(z[forward])) - x)) <= 1e-5
+    coupling = nice.AdditiveCoupling(4, 16, 2, forward="eq7")
+    coupling.build(((None, 4), (None, 4)))
+    a, b = x[:, :4], x[:, 4:]
+    shift = np.asarray(coupling.shift(a))
+    assert shift.max() > 0  # m is not zero, so the signs are seen
+    np.testing.assert_allclose(np.asarray(coupling((a, b))[1]), b + shift, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(coupling((a, b), inverse=True)[1]), b - shift, rtol=1e-6)
+    assert not np.allclose(z["eq9"], z["eq7"])
+
+
+def test_shuffle_none_keeps_the_order():
+    x = np.arange(2 * 784, dtype="float32").reshape(2, 784)
+    shuffle = nice.Shuffle(784, "none")
+    np.testing.assert_array_equal(np.asarray(shuffle(x)), x)
+    np.testing.assert_array_equal(np.asarray(shuffle(x, inverse=True)), x)
+
+
+def test_dequantised_nll_bounds_the_exact_discrete_nll():
+    """On a 2-pixel flow with 4 levels (bins of width 1/3), the probability of each of the 16
+    discrete images is the density's integral over its bin, computed by quadrature. The
+    dequantised figure, estimated by the project's function, is never below the exact discrete
+    NLL, and matches the same expectation computed by quadrature."""
+    keras.utils.set_random_seed(9)
+    encoder, _ = nice.build_models(small(num_blocks=2), dim=2)
+    encoder.get_layer("scale").s.assign(np.array([[0.7, -0.4]], "float32"))
+    levels, grid = 3, 200
+    pixels = np.array([(a, b) for a in range(levels + 1) for b in range(levels + 1)], np.float64)
+    mid = (np.arange(grid) + 0.5) / grid  # midpoints of the bin, in units of its width
+    offsets = np.stack(np.meshgrid(mid, mid, indexing="ij"), axis=-1).reshape(-1, 2)
+    exact_nll, quadrature_bound = [], []
+    for k in pixels:
+        nld = nice.neg_log_density(encoder, ((k + offsets) / levels).astype("float32"))
+        exact_nll.append(-np.log(np.mean(np.exp(-nld)) / levels ** 2))  # -log of the integral
+        quadrature_bound.append(np.mean(nld) + 2 * math.log(levels))
+    exact_nll, quadrature_bound = np.array(exact_nll), np.array(quadrature_bound)
+    assert np.sum(np.exp(-exact_nll)) <= 1.0  # probabilities of disjoint bins
+    bound, se = nice.dequantised_nll(lambda x: nice.neg_log_density(encoder, x), pixels, levels,
+                                     4000, np.random.default_rng(10))
+    assert 0 < se < 0.01
+    assert np.all(quadrature_bound >= exact_nll)  # Jensen, to quadrature accuracy
+    assert np.mean(quadrature_bound - exact_nll) > 0.01  # a gap the check can see
+    assert np.all(bound >= exact_nll - 5 * se * len(pixels) ** 0.5)
+    assert abs(bound.mean() - quadrature_bound.mean()) < 5 * se
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # never stepped
@@ -158,12 +217,17 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
     argv = ["--subset", "1024", "--epochs", "2", "--hidden-dim", "64", "--out-dir", str(out)]
     # the best-so-far loss must survive the kill: best_val_loss is checked against history below
     metrics = killed_then_resumed(nice.main, argv, out)
-    for name in ("samples.png", "samples_std1.png", "interpolations.png", "loss.png",
+    for name in ("samples.png", "samples_std1.png", "interpolations.png", "scale.png", "loss.png",
                  "metrics.json", "history.csv", "config.json", "model.weights.h5"):
         assert (out / name).is_file(), name
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert metrics["epochs"] == 2 and metrics["best_epoch"] in (1, 2)
-    assert np.isfinite(metrics["test_bits_per_dim"])
+    assert np.isfinite(metrics["test_bits_per_dim"]) and metrics["test_bits_per_dim_mc_se"] < 0.01
+    # the bound adds 784 ln 255 to a density at dequantised points
+    assert metrics["test_nll"] > metrics["test_neg_log_density"] > metrics["test_loss"]
+    for key in ("sample_below_zero", "sample_above_one", "sample_std1_below_zero"):
+        assert 0 <= metrics[key] <= 1
+    assert 0 <= metrics["sample_background"] < 0.5 and metrics["scale_black_pixels"] > 0
     hist = run.read_history(out / "history.csv")
     assert hist["loss"][1] < hist["loss"][0]
     assert metrics["best_val_loss"] == hist["val_loss"].min()

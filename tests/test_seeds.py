@@ -168,3 +168,25 @@ def test_the_study_runs_each_seed_once_and_summarises(tmp_path):
                               "--results", str(tmp_path), "--summary-only", "--", "--epochs", "2"],
                              cwd=run.REPO, capture_output=True, text=True)
     assert changed.returncode == 1 and "no finished run with these settings" in changed.stderr
+
+
+def test_a_setting_added_after_a_run_reads_as_its_default(tmp_path):
+    """Runs made before a flag existed lack it in config.json: the seed study keeps them and
+    --load accepts them as made with the flag's default, which is the behaviour they had; a
+    different value still counts as a change."""
+    cfg = run.parse_config(nice.Config, ["--epochs", "3"], prog="nice.py")
+    saved = {k: v for k, v in run.settings(cfg).items() if k not in ("noise_kind", "forward")}
+    assert run.changed_settings(saved, cfg) == []
+    other = run.parse_config(nice.Config, ["--noise-kind", "positive"], prog="nice.py")
+    assert run.changed_settings(saved, other) == [("--noise-kind", "negative", "positive")]
+
+    out = tmp_path / "nice"
+    out.mkdir()
+    files = {"metrics.json": json.dumps({"final_val_loss": 1.0}),
+             "config.json": json.dumps({**saved, "epochs": 3, "seed": 0}),
+             "history.csv": "epoch,loss,val_loss\n0,1.0,1.0\n"}
+    for name, text in files.items():
+        (out / name).write_text(text)
+    run.adopt(out)
+    assert seeds.is_done(tmp_path, "nice", 0, ["--epochs", "3"])
+    assert not seeds.is_done(tmp_path, "nice", 0, ["--epochs", "3", "--forward", "eq7"])

@@ -36,6 +36,36 @@ def test_sampling_layer_mean_and_variance():
     assert isinstance(again, vae_keras.Sampling) and again.seed == 1
 
 
+def test_eq3_regulariser_and_none():
+    z_mean = np.array([[0.3, -1.2], [2.0, 0.0]], "float32")
+    z_log_var = np.array([[-0.7, 0.4], [0.0, 1.0]], "float32")
+    sigma = np.exp(z_log_var / 2)
+    np.testing.assert_allclose(np.asarray(vae_keras.regulariser_term(z_mean, z_log_var, "eq3")),
+                               np.sum(z_mean**2 + (sigma - 1) ** 2, axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(vae_keras.regulariser_term(z_mean, z_log_var, "none")),
+                                  [0, 0])
+    np.testing.assert_allclose(np.asarray(vae_keras.regulariser_term(z_mean, z_log_var, "kl")),
+                               np.asarray(vae_keras.gaussian_kl(z_mean, z_log_var)))
+
+
+def test_squared_error_reconstruction():
+    rng = np.random.default_rng(1)
+    x = rng.random((3, 784)).astype("float32")
+    logits = rng.normal(size=(3, 784)).astype("float32")
+    mean = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    np.testing.assert_allclose(np.asarray(evaluation.reconstruction_loss(x, logits, "mse")),
+                               np.sum((x - mean) ** 2, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(evaluation.reconstruction_loss(x, logits, "bce")),
+                               -np.asarray(evaluation.bernoulli_log_likelihood(x, logits)))
+
+
+def test_empty_cells_sees_holes():
+    rng = np.random.default_rng(2)
+    assert vae_keras.empty_cells(rng.standard_normal((10000, 2))) < 0.05
+    clusters = rng.choice([-3.0, 3.0], size=(10000, 2)) + 0.1 * rng.standard_normal((10000, 2))
+    assert vae_keras.empty_cells(clusters) > 0.8
+
+
 def test_parameter_count():
     vae, _, _ = vae_keras.build_models(vae_keras.Config())
     assert vae.count_params() == 404_244

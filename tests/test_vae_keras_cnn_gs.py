@@ -246,6 +246,52 @@ def test_importance_sampling_and_discrete_elbo_match_exact_enumeration():
     assert metrics["test_neg_elbo"] == pytest.approx(exact_neg_elbo.mean(), abs=0.5)
 
 
+def test_plain_softmax_relaxation_has_no_noise():
+    logits = np.random.default_rng(2).normal(size=(4, 32, 10)).astype("float32")
+    layer = gs.GumbelSoftmax(tau=0.5, seed=0, noise=False)
+    np.testing.assert_allclose(np.asarray(layer(logits)), softmax(logits / 0.5, axis=-1),
+                               rtol=1e-5, atol=1e-7)
+    noisy = np.asarray(gs.GumbelSoftmax(tau=0.5, seed=0)(logits))
+    assert np.abs(noisy - softmax(logits / 0.5, axis=-1)).max() > 0.1
+    assert gs.GumbelSoftmax.from_config(layer.get_config()).noise is False
+
+
+@pytest.mark.backends
+def test_gradient_estimators_against_exact_gradients():
+    """One latent of 3 classes: E_q[f(c)] = sum_c p_c f(c) has the exact gradient
+    p_c (f(c) - E_q f) in the logits. The score-function estimates average to it; each
+    reparameterised estimate is the derivative of f(softmax((logits + g) / tau)), checked by
+    central differences."""
+    encoder, decoder = small_discrete_model(1, 3)
+    decoder_logits = evaluation.logits_model(decoder)
+    x = binary_images(1, seed=3)[0]
+    logits = np.array([[0.4, -0.3, 0.1]])
+    f = -evaluation.sample_log_likelihoods(
+        x[None], evaluation.infer(decoder_logits, np.eye(3, dtype="float32")[:, None], "float32"), 3)[0]
+    p = softmax(logits[0])
+    exact = p * (f - p @ f)
+    assert np.abs(exact).max() > 0.05  # f differs between the codes
+    rng = np.random.default_rng(4)
+    g = rng.gumbel(size=(100_000, 1, 3))
+    reinforce, (reparam,) = gs.gradient_estimates(decoder_logits, x, logits, g, [0.5])
+    se = reinforce.std(0) / np.sqrt(len(g))
+    assert np.all(np.abs(reinforce.mean(0)[0] - exact) < 5 * se[0])
+
+    kernel, bias = (np.asarray(w, np.float64) for w in decoder_logits.get_layer("x_logits").weights)
+    xf = x.reshape(-1).astype(np.float64)
+
+    def relaxed_f(l, gi):  # in float64: the decoder is one Dense layer, -log p = softplus(a) - x a
+        a = softmax((l + gi) / 0.5, axis=-1).reshape(-1) @ kernel + bias
+        return float(np.sum(np.logaddexp(0, a) - xf * a))
+    for d in range(3):
+        for j in range(3):
+            step = np.zeros_like(logits)
+            step[0, j] = 1e-4
+            numeric = (relaxed_f(logits + step, g[d]) - relaxed_f(logits - step, g[d])) / 2e-4
+            assert reparam[d, 0, j] == pytest.approx(numeric, rel=1e-3, abs=1e-4)
+    assert reinforce.var(0).sum() > reparam[:1000].var(0).sum()
+
+
 # ---------------------------------------------------------------- the script
 
 
