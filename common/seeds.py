@@ -33,7 +33,8 @@ DEFAULT_SEEDS = {"vae_keras": 5, "vae_vmf_keras": 5, "vae_keras_cnn_gs": 3, "nic
 # the Gumbel-Softmax NLL takes longer than training: the extra seeds estimate it on fewer images
 EXTRA_SEED_IS_IMAGES = {"vae_keras_cnn_gs": 2000}
 SUMMARISED = ("final_val_loss", "best_val_loss", "best_epoch", "test_loss", "test_neg_elbo",
-              "test_nll", "test_bits_per_dim", "seconds_per_epoch")
+              "test_nll", "test_dequantised_nll", "test_dequantised_bits_per_dim",
+              "seconds_per_epoch")
 IGNORED = ("out_dir", "load", "data")  # config fields that may differ between equal runs
 LOSS_LABEL = {"nice": "validation loss (nats, without 720.448)"}
 ZOOM_FROM_EPOCH = {"nice": 10}

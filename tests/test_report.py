@@ -33,14 +33,19 @@ def test_rows_come_from_metrics_and_skip_missing_runs(repo):
     write_metrics(repo, "vae_vmf_keras", test_loss=151.1234, test_neg_elbo=154.38,
                   test_nll=139.4622, eval_seconds=61.0)
     write_metrics(repo, "nice", test_loss=-1932.1952, final_val_loss=-1913.0,
-                  test_nll=-1211.747, test_bits_per_dim=5.77018)
+                  test_neg_log_density=-1211.747, test_dequantised_nll=3120.512,
+                  test_dequantised_bits_per_dim=5.74229)
+    # a NICE run from before the dequantised bound: its lattice figures are not shown
+    write_metrics(repo, "nice_precision/float32", test_loss=-1932.0, test_nll=-1211.5,
+                  test_bits_per_dim=5.77)
     lines = report.table().splitlines()
-    assert len(lines) == 4  # header, rule and the two runs present; the others are skipped
+    assert len(lines) == 5  # header, rule and the three runs present; the others are skipped
     assert lines[2] == ("| vMF-VAE, `vae_vmf_keras.py` | 30 | 1 | 151.12 | none given | 154.4 | "
                         "139.46 | — | 12.3 | 6.2 + 1.0 |")
     # NICE reports the loss of the weights it kept, with a true minus sign
     assert lines[3].startswith("| NICE, `nice.py` | 30 | 1 | −1932.20 | about −2200")
-    assert lines[3].endswith("| — | −1211.75 | 5.770 | 12.3 | 6.2 + — |")
+    assert lines[3].endswith("| — | 3120.51 | 5.742 | 12.3 | 6.2 + — |")
+    assert lines[4].endswith("| — | — | — | 12.3 | 6.2 + — |")
 
 
 def test_write_replaces_only_the_marked_table(repo, capsys):
@@ -61,11 +66,12 @@ def test_committed_metrics_use_one_schema():
     files = sorted((report.REPO / "results").glob("**/metrics.json"))
     assert len(files) >= 4
     common = {"epochs", "final_loss", "final_val_loss", "best_val_loss", "best_epoch",
-              "seconds_per_epoch", "train_seconds", "test_loss", "test_nll", "trainable_params"}
+              "seconds_per_epoch", "train_seconds", "test_loss", "trainable_params"}
     for path in files:
         keys = set(json.loads(path.read_text()))
         assert keys <= set(report.METRICS), (path, keys - set(report.METRICS))
         assert common <= keys, (path, common - keys)
+        assert keys & {"test_nll", "test_dequantised_nll"}, path
 
 
 def test_a_seed_study_adds_mean_and_sd_below_the_default_run(repo):
