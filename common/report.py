@@ -2,13 +2,16 @@
 results/ (never typed by hand).
 
     python -m common.report           # print the results table
-    python -m common.report --write   # replace all three between their markers in README.md
+    python -m common.report --write   # replace each between its markers in README.md (and the
+                                      # claims table of common/claims.py)
 """
 import json
 import statistics
 import sys
 
 from pathlib import Path
+
+from common import claims
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -247,6 +250,8 @@ def main(argv=None):
         doc = replace_between(readme.read_text(), START, END, text)
         if COMPARE_START in doc:
             doc = replace_between(doc, COMPARE_START, COMPARE_END, comparison())
+        if claims.START in doc:
+            doc = replace_between(doc, claims.START, claims.END, claims.table())
         if BENCH_START in doc:
             doc = replace_between(doc, BENCH_START, BENCH_END, f"```\n{benchmarks()}\n```")
         readme.write_text(doc)
