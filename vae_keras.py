@@ -1,7 +1,9 @@
 """Gaussian VAE on MNIST with a 2-D latent space, ported to Keras 3.
 
-Reproduces the MLP VAE of Su Jianlin's VAE series (https://kexue.fm/archives/7725 and the
-earlier posts; Kingma & Welling, "Auto-Encoding Variational Bayes", 2014).
+Reproduces the MLP VAE of Su Jianlin's VAE series: the script was first published with
+"Variational autoencoders (1)" (https://kexue.fm/archives/5253), and "Variational autoencoders
+(6): a geometric view" (https://kexue.fm/archives/7725) explains the model with it (Kingma &
+Welling, "Auto-Encoding Variational Bayes", 2014). Equation numbers are 7725's.
 
 Usage:
     python vae_keras.py            # the blog's settings: 50 epochs of RMSprop, batch 100
@@ -17,7 +19,12 @@ Deviations from the original:
   pixels the decoder is extremely sure of).
 - Speed: training runs with XLA and 20 batches per compiled call (`--plain-keras` for Keras'
   defaults); same arithmetic, measured by benchmarks/epoch_time.py.
-- Beyond the blog: the test negative log-likelihood by importance sampling (K = 500).
+- The post's objective (eq. 5) is a squared error plus the KL; the script, as the blog's, trains
+  with the summed binary cross-entropy (`--reconstruction mse` runs eq. 5; the README's claims
+  table compares them).
+- Beyond the blog: the test negative log-likelihood by importance sampling (K = 500), the holes
+  in the code space (`latent_empty_cells`), and the post's variants: eq. 3's regulariser
+  (`--regulariser eq3`) and none at all (`--regulariser none`, an autoencoder).
 """
 import dataclasses
 import math

@@ -21,7 +21,8 @@ Deviations from the original:
   are trained (metrics.json's `trainable_params`) and tau makes one more. Keras' count here is
   one higher again: the layer's batch counter, from which it sets tau, is a weight too.
 - tau follows the blog's "r <- 0.999 r before each batch" in closed form, tau = tau_min +
-  (tau_max - tau_min) * decay^t with t the optimizer's step count, evaluated by the layer inside
+  (tau_max - tau_min) * decay^t with t the layer's own count of training batches (a weight, so
+  it is saved and resumed), evaluated by the layer inside
   the compiled training step (the `TauAnnealing` callback installs it): exact for every batch
   although 20 batches run per compiled call (for speed; `--plain-keras` runs one), and it
   survives an interrupted and resumed run. The value printed at an epoch's start is the tau of
@@ -35,6 +36,9 @@ Deviations from the original:
   categorical distributions, closed-form KL) and the test negative log-likelihood by importance
   sampling with one-hot codes (K = 500). The relaxed figure, loss + 73.683, scores relaxed codes
   against a categorical KL and so bounds nothing; the discrete -ELBO bounds the discrete NLL.
+- For the post's claims: `--relaxation softmax` anneals a plain softmax (no Gumbel noise), and
+  `--gradient-draws N` measures the variance of the score-function (REINFORCE) gradient against
+  the reparameterised one on the trained encoder and decoder.
 """
 import dataclasses
 import math
