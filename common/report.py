@@ -177,6 +177,8 @@ ORIGINAL_GS = [61.55, 62.81]  # after its 30th and last epoch
 REFERENCES = [
     ("nice", "best test loss", None, "best_val_loss", "the blog (\"about\", within 20 epochs)",
      [-2200.0]),
+    ("claims/noiseless/nice", "best test loss within 20 epochs, trained without noise", 20,
+     "best_val_loss", "the blog (\"about\", within 20 epochs)", [-2200.0]),
     *[("nice", f"test loss after epoch {e}", e, "val_loss", ORIGINAL, v)
       for e, v in ORIGINAL_NICE.items()],
     ("vae_keras_cnn_gs", "test loss after the last epoch (30)", None, "final_val_loss", ORIGINAL,
@@ -185,7 +187,8 @@ REFERENCES = [
 
 
 def seed_values(folder, epoch, key):
-    """Each seed's value of `key`: from metrics.json, or after `epoch` from its history.csv."""
+    """Each seed's value of `key`: from metrics.json, or after `epoch` from its history.csv
+    ("best_val_loss": the lowest validation loss of the first `epoch` epochs)."""
     from common.run import read_history
 
     summary = seed_summary(folder)
@@ -194,8 +197,10 @@ def seed_values(folder, epoch, key):
     if epoch is None:
         return summary["metrics"][key]["values"]
     histories = [read_history(REPO / path / "history.csv") for path in summary["runs"].values()]
-    if any(len(h[key]) < epoch for h in histories):
+    if any(len(h["val_loss"]) < epoch for h in histories):
         return None  # a run shorter than the reference's epoch
+    if key == "best_val_loss":
+        return [float(min(h["val_loss"][:epoch])) for h in histories]
     return [float(h[key][epoch - 1]) for h in histories]
 
 

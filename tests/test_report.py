@@ -128,3 +128,19 @@ def test_benchmark_summary_keeps_command_backend_line_and_last_line(tmp_path):
         "    $ python benchmarks/epoch_time.py --jax vae\n"
         "    jax/tensorflow: vae=0.50x\n    vae=2.00x\n"
         "results/benchmarks/other.txt (machine: not recorded)\n    key=1")
+
+
+def test_comparison_takes_the_best_loss_within_the_reference_epochs(repo):
+    runs = {}
+    for seed, start in enumerate([-2000.0, -2010.0, -2020.0]):
+        folder = repo / "results" / "claims" / "noiseless" / "nice" / "seeds" / str(seed)
+        folder.mkdir(parents=True)
+        # falls 10 nats an epoch for 20 epochs, then diverges: the best counts only up to epoch 20
+        losses = [start - 10 * e for e in range(20)] + [5000.0] * 5
+        (folder / "history.csv").write_text(
+            "epoch,loss,val_loss\n" + "".join(f"{e},0,{v}\n" for e, v in enumerate(losses)))
+        runs[str(seed)] = str(folder.relative_to(repo))
+    (repo / "results" / "claims" / "noiseless" / "nice" / "seeds.json").write_text(
+        json.dumps({"seeds": [0, 1, 2], "runs": runs, "metrics": {}}))
+    line = next(l for l in report.comparison().splitlines() if "within 20 epochs, trained" in l)
+    assert "−2200.0 | −2200.0 ± 10.0 (−2210.0 to −2190.0), 3 seeds | yes |" in line
