@@ -176,7 +176,7 @@ class AdditiveCoupling(layers.Layer):
                  forward="eq9", **kwargs):
         super().__init__(**kwargs)
         self.part_dim, self.hidden_dim, self.hidden_layers = part_dim, hidden_dim, hidden_layers
-        self.forward = forward
+        self.forward_equation = forward  # not `self.forward`: on PyTorch that is the layer's call
         self.m_dtype = m_dtype  # "mixed_bfloat16": m computes in bfloat16, the sum stays float32
         self.m = [layers.Dense(hidden_dim, activation="relu", dtype=m_dtype, name=f"m_{i}")
                   for i in range(hidden_layers)]
@@ -196,13 +196,13 @@ class AdditiveCoupling(layers.Layer):
 
     def call(self, parts, inverse=False):
         x1, x2 = parts
-        add = inverse == (self.forward == "eq9")  # eq. 7 adds m, eq. 9 subtracts it
+        add = inverse == (self.forward_equation == "eq9")  # eq. 7 adds m, eq. 9 subtracts it
         return x1, (x2 + self.shift(x1) if add else x2 - self.shift(x1))
 
     def get_config(self):
         return {**super().get_config(), "part_dim": self.part_dim, "hidden_dim": self.hidden_dim,
                 "hidden_layers": self.hidden_layers, "m_dtype": self.m_dtype,
-                "forward": self.forward}
+                "forward": self.forward_equation}
 
 
 @keras.saving.register_keras_serializable("nice")
