@@ -124,8 +124,8 @@ def ae_holes():
     sd = lambda m: ", ".join(num(s, 2) for s in m["latent_code_sd"])  # noqa: E731
     return (f"empty cells of a 20×20 grid over the codes' central 98%: {num(a, 3)} without the "
             f"KL, {num(v, 3)} with it; code sd per axis ({sd(ae)}) against ({sd(vae)}); mean "
-            f"posterior σ {num(ae['latent_mean_sigma'], 3)} against "
-            f"{num(vae['latent_mean_sigma'], 3)}. Rule: supported if at least twice the VAE's "
+            f"posterior σ {ae['latent_mean_sigma']:.2g} against "
+            f"{vae['latent_mean_sigma']:.2g}. Rule: supported if at least twice the VAE's "
             f"and 0.05 more",
             verdict,
             [figure("claims/vae_no_kl", "latent_scatter.png", "codes without KL"),
@@ -413,6 +413,7 @@ def table():
             measured, verdict, figures = measure()
         except Missing as e:
             measured, verdict, figures = f"not run yet ({e} is missing)", "—", []
-        shown = measured + (" Figures: " + ", ".join(figures) + "." if figures else "")
+        shown = measured.rstrip(".") + "." + (" Figures: " + ", ".join(figures) + "."
+                                              if figures else "")
         lines.append(f"| {claim} | {source} | {experiment} | {shown} | {verdict} |")
     return "\n".join(lines)

@@ -38,7 +38,7 @@ def row(claim_start):
 
 
 def test_missing_runs_say_so_and_a_run_without_the_metric_counts_as_missing(repo):
-    assert row("Without the KL term").endswith("| not run yet (results/vae_keras is missing) | — |")
+    assert row("Without the KL term").endswith("| not run yet (results/vae_keras is missing). | — |")
     publish(repo, "vae_keras", test_nll=100.0)  # from before latent_empty_cells existed
     publish(repo, "claims/vae_no_kl", latent_empty_cells=0.3)
     assert "not run yet (latent_empty_cells of results/vae_keras is missing)" in row("Without")
