@@ -1,0 +1,206 @@
+"""Each script's training step, and the Gumbel-Softmax NLL's decoding, against this machine's
+float32 matrix-product rate.
+
+Measures, in one run, on TensorFlow:
+  - the rate of a float32 (2048 x 2048) . (2048 x 2048) matrix product, best of several, at the
+    start and again at the end (a shared machine drifts; the higher is used);
+  - for each script at its default settings (its own `build_models`, compile settings and input
+    pipeline, on the first --images training images): the seconds per training step, the best
+    epoch after the first;
+  - the floating-point work of a step, counted from the layer shapes: a Dense layer does
+    2 * in * out FLOPs per image, a convolution 2 * (output pixels) * k * k * C_in * C_out, a
+    transposed convolution 2 * (input pixels) * k * k * C_in * C_out. Training is forward plus
+    backward, and the backward pass does twice the forward work (the gradient of the weights and
+    of the layer's input), except for a layer reading the model's input, which needs only the
+    first: forward x 3, such a layer x 2. Elementwise work (activations, the loss, the sampler, the
+    optimizer) is not counted: it is small beside the products, and the breakdown shows its time;
+  - where the time goes: the gradients alone (forward and backward in one compiled function),
+    the optimizer's update alone, and the rest of the step (the input pipeline, Keras' loss and
+    metric bookkeeping, the calls between), with the time the counted FLOPs would take at the
+    matrix-product rate;
+  - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder in batches of 500, as
+    the script scores its importance samples.
+Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
+    vae=... vmf=... gs_train=... gs_nll=... nice=...
+the fractions. Usage: python benchmarks/roofline.py [--images 6000] [--scripts vae vmf gs nice]
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ["KERAS_BACKEND"] = "tensorflow"  # the rates are TensorFlow's
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from common import startup  # noqa: E402,F401
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import nice  # noqa: E402
+import vae_keras  # noqa: E402
+import vae_keras_cnn_gs  # noqa: E402
+import vae_vmf_keras  # noqa: E402
+from common import data, evaluation, run  # noqa: E402
+
+SCRIPTS = {"vae": vae_keras, "vmf": vae_vmf_keras, "gs": vae_keras_cnn_gs, "nice": nice}
+
+
+def best_seconds(fn, repeats):
+    fn()  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def matmul_rate(n=2048, repeats=10):
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    product = tf.function(lambda: tf.matmul(a, b))
+    return 2 * n**3 / best_seconds(lambda: product().numpy(), repeats)
+
+
+def layer_flops(layer, first):
+    """Forward FLOPs per image of a Dense or (transposed) convolution layer, and its training
+    FLOPs (x 3, or x 2 for a layer fed by the data)."""
+    if isinstance(layer, keras.layers.Dense):
+        fin, fout = layer.kernel.shape
+        forward = 2 * fin * fout
+    elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+        k = np.prod(layer.kernel_size)
+        c_in = layer.input.shape[-1]
+        pixels = (np.prod(layer.input.shape[1:3]) if isinstance(layer, keras.layers.Conv2DTranspose)
+                  else np.prod(layer.output.shape[1:3]))
+        forward = 2 * pixels * k * c_in * layer.filters
+    else:
+        return 0, 0
+    return forward, forward * (2 if first else 3)
+
+
+def model_flops(model):
+    """(forward, training) FLOPs per image of every Dense and convolution layer in `model`."""
+    forward = training = 0
+    data = {id(t) for t in model.inputs}
+    for layer in model._flatten_layers(include_self=False):
+        try:
+            first = id(layer.input) in data  # the layer reads the model's input directly
+        except (AttributeError, ValueError):  # a sublayer, or one called more than once
+            first = False
+        f, t = layer_flops(layer, first)
+        forward, training = forward + f, training + t
+    return forward, training
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self.t)
+
+
+def training_inputs(name, x):
+    if name == "gs":
+        return x[..., None], None
+    x = x.reshape(len(x), -1)
+    return x, (x if name == "nice" else None)
+
+
+def step_seconds(name, model, x, y, batch_size, epochs=4):
+    batches, order = run.epoch_batches(x, y, batch_size, seed=0)
+    timer = EpochTimer()
+    callbacks = [order, timer]
+    if name == "gs":
+        callbacks.insert(0, vae_keras_cnn_gs.TauAnnealing(model.get_layer("z")))
+    model.fit(batches, epochs=epochs, verbose=0, callbacks=callbacks)
+    return min(timer.times[1:]) / (len(x) // batch_size)
+
+
+def step_parts(model, x, y, batch_size, repeats=10):
+    """Best seconds of the gradients alone and of the optimizer's update alone, one batch."""
+    xb = tf.constant(x[:batch_size])
+    yb = None if y is None else tf.constant(y[:batch_size])
+    weights = model.trainable_variables
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape:
+            pred = model(xb, training=True)
+            loss = model.compute_loss(x=xb, y=yb, y_pred=pred, training=True)
+        return tape.gradient(loss, weights)
+
+    grads = gradients()
+    update = tf.function(lambda: model.optimizer.apply(grads, weights))
+    grad_s = best_seconds(lambda: [g.numpy() for g in gradients()[:1]], repeats)
+    update_s = best_seconds(lambda: (update(), model.optimizer.iterations.numpy()), repeats)
+    return grad_s, update_s
+
+
+def decode_rate(decoder, classes_shape, batch=500, batches=10):
+    decoder_logits = evaluation.logits_model(decoder)
+    rng = np.random.default_rng(0)
+    latents, classes = classes_shape
+    codes = np.eye(classes, dtype="float32")[rng.integers(classes, size=(batch * batches, latents))]
+    seconds = best_seconds(lambda: decoder_logits.predict(codes, batch_size=batch, verbose=0), 3)
+    forward, _ = model_flops(decoder_logits)
+    return forward * len(codes) / seconds, forward
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=6000,
+                        help="training images per timed epoch (default: 6000)")
+    parser.add_argument("--scripts", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
+    args = parser.parse_args()
+    if not 1000 <= args.images <= 60_000:
+        parser.error("--images must be between 1000 and 60000")
+    print(f"machine: {run.machine()}", flush=True)
+    rate = matmul_rate()
+    print(f"float32 matrix product 2048^3: {rate / 1e9:.1f} GFLOP/s", flush=True)
+    (x_train, _), _ = data.load_mnist()
+    fractions, lines = {}, []
+    for name in args.scripts:
+        module = SCRIPTS[name]
+        cfg = module.Config()
+        keras.utils.set_random_seed(0)
+        model = module.build_models(cfg)[0]
+        x, y = training_inputs(name, x_train[: args.images])
+        forward, training = model_flops(model)
+        step = step_seconds(name, model, x, y, cfg.batch_size)
+        grad_s, update_s = step_parts(model, x, y, cfg.batch_size)
+        flops = training * cfg.batch_size
+        step_rate = flops / step
+        key = "gs_train" if name == "gs" else name
+        fractions[key] = step_rate / rate
+        print(f"{name}: step {step * 1e3:.2f} ms for {flops / 1e9:.3f} GFLOP "
+              f"({training / 1e6:.2f} MFLOP per image, forward {forward / 1e6:.2f}): "
+              f"{step_rate / 1e9:.1f} GFLOP/s, {fractions[key]:.2f} of the matrix-product rate. "
+              f"Gradients alone {grad_s * 1e3:.2f} ms ({flops / grad_s / rate:.2f} of the rate), "
+              f"optimizer update {update_s * 1e3:.2f} ms, the rest "
+              f"{(step - grad_s - update_s) * 1e3:.2f} ms; the counted FLOPs at the "
+              f"matrix-product rate: {flops / rate * 1e3:.2f} ms", flush=True)
+        if name == "gs":
+            decoder = module.build_models(cfg)[2]
+            nll_rate, per_code = decode_rate(decoder, (cfg.num_latents, cfg.classes_per_latent))
+            fractions["gs_nll"] = nll_rate / rate
+            print(f"gs NLL decode: {per_code / 1e6:.2f} MFLOP per code, {nll_rate / 1e9:.1f} "
+                  f"GFLOP/s, {fractions['gs_nll']:.2f} of the matrix-product rate", flush=True)
+    again = matmul_rate()
+    print(f"float32 matrix product again: {again / 1e9:.1f} GFLOP/s")
+    if again > rate:  # the fractions against the higher of the two
+        fractions = {k: v * rate / again for k, v in fractions.items()}
+    order = ("vae", "vmf", "gs_train", "gs_nll", "nice")
+    print(" ".join(f"{k}={fractions[k]:.2f}" for k in order if k in fractions))
+
+
+if __name__ == "__main__":
+    main()
