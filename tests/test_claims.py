@@ -58,8 +58,8 @@ def test_holes_rule(repo, ae, vae, verdict):
                                           (110.0, "not supported")])
 def test_close_to_rule_uses_the_seed_spread(repo, nll, verdict):
     seed_study(repo, "vae_keras", [None] * 3, test_nll=[100.0, 100.5, 101.0],
-               latent_empty_cells=[0.1] * 3)
-    publish(repo, "claims/vae_eq3", test_nll=nll, latent_empty_cells=0.1)
+               latent_empty_cells=[0.1] * 3, latent_mean_sigma=[0.1] * 3)
+    publish(repo, "claims/vae_eq3", test_nll=nll, latent_empty_cells=0.1, latent_mean_sigma=0.01)
     assert row("The simple regulariser").endswith(f"| {verdict} |")
 
 
