@@ -151,8 +151,8 @@ def squared_error(folder, baseline):
         text, verdict = close_to(m["test_nll"], seed_values(baseline, "test_nll"),
                                  "Bernoulli test NLL of the squared-error model")
         return (f"{text}; its −ELBO under the Bernoulli likelihood {num(m['test_neg_elbo'])}",
-                verdict, [figure(folder, "samples.png" if "vmf" in folder else "manifold.png",
-                                 "its samples")])
+                verdict, [figure(folder, "samples.png", "its samples") if "vmf" in folder
+                          else figure(folder, "manifold.png", "its manifold")])
     return measure
 
 
