@@ -137,7 +137,11 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("damage", DAMAGE)
+REPEATED = ("state.json garbled", "weights empty", "history a row short")  # as their neighbours
+
+
+@pytest.mark.parametrize("damage", [pytest.param(d, marks=pytest.mark.slow) if d in REPEATED
+                                    else d for d in DAMAGE])
 def test_a_damaged_backup_is_set_aside_in_one_line_and_the_run_starts_over(tmp_path, damage,
                                                                            capsys):
     out = tmp_path / "run"

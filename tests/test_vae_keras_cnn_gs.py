@@ -257,6 +257,12 @@ def test_plain_softmax_relaxation_has_no_noise():
 
 
 @pytest.mark.backends
+def test_input_gradient_on_every_backend():
+    x = np.array([[1.0, -2.0, 0.5]], "float32")
+    np.testing.assert_allclose(evaluation.input_gradient(lambda v: keras.ops.square(v) * 3, x),
+                               6 * x)
+
+
 def test_gradient_estimators_against_exact_gradients():
     """One latent of 3 classes: E_q[f(c)] = sum_c p_c f(c) has the exact gradient
     p_c (f(c) - E_q f) in the logits. The score-function estimates average to it; each
