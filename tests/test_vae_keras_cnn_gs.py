@@ -10,7 +10,7 @@ from scipy.stats import chisquare, entropy
 import vae_keras_cnn_gs as gs
 from common import evaluation, run
 
-QUICK = ["--subset", "2000", "--epochs", "2", "--is-images", "20", "--is-samples", "50"]
+QUICK = ["--subset", "1000", "--epochs", "2", "--is-images", "20", "--is-samples", "50"]
 KL_CONSTANT = 32 * math.log(10)
 
 
@@ -323,7 +323,7 @@ def test_bad_values_exit_2_with_a_clear_message(argv, needle, capsys, tmp_path):
 def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, capsys, killed_then_resumed):
     out = tmp_path / "run"
     argv = QUICK + ["--out-dir", str(out)]
-    steps = 20  # 2,000 images in batches of 100
+    steps = 10  # 1,000 images in batches of 100
 
     metrics = killed_then_resumed(gs.main, argv, out, before_resume=capsys.readouterr)
     # the schedule continues from the restored step count instead of restarting at tau_max
