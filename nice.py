@@ -341,16 +341,15 @@ def dequantised_nll(neg_log_density_fn, pixels, levels, draws, rng):
     return per_image, float(np.sqrt(draw_var.sum()) / n)
 
 
-def test_metrics(encoder, x_test, cfg, rng):
-    """The blog's loss at x / 255, and the dequantised NLL (nats) and bits/dim, which bound the
-    test images' discrete NLL."""
+def test_metrics(encoder, x_test, test_loss, cfg, rng):
+    """-log p at x / 255 (the blog's test loss + 720.448), and the dequantised NLL (nats) and
+    bits/dim, which bound the test images' discrete NLL."""
     dim = x_test.shape[1]
-    at_points = neg_log_density(encoder, x_test)
     pixels = np.rint(x_test.astype(np.float64) * LEVELS)
     bound, se = dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
                                 cfg.dequantisation_draws, rng)
     bits = dim * math.log(2)
-    return {"test_neg_log_density": float(at_points.mean()),
+    return {"test_neg_log_density": test_loss + GAUSS_CONST,
             "test_dequantised_nll": float(bound.mean()),
             "test_dequantised_nll_mc_se": se,
             "test_dequantised_bits_per_dim": float(bound.mean() / bits),
@@ -436,7 +435,7 @@ def main(argv=None, callbacks=()):
     metrics = {
         **run.history_summary(history),
         "test_loss": test_loss,
-        **test_metrics(encoder, x_test, cfg, rng),
+        **test_metrics(encoder, x_test, test_loss, cfg, rng),
         **{f"sample_{k}": v for k, v in samples[cfg.sample_std].items()},
         **{f"sample_std1_{k}": v for k, v in samples[1.0].items()},
         **scale_metrics(encoder, x_train, stage),
