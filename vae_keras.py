@@ -20,8 +20,8 @@ Deviations from the original:
 - Speed: training runs with XLA and 20 batches per compiled call (`--plain-keras` for Keras'
   defaults); same arithmetic, measured by benchmarks/epoch_time.py.
 - The post's objective (eq. 5) is a squared error plus the KL; the script, as the blog's, trains
-  with the summed binary cross-entropy (`--reconstruction mse` runs eq. 5; the README's claims
-  table compares them).
+  with the summed binary cross-entropy (`--reconstruction mse` runs eq. 5; the claims table in
+  results/README.md compares them).
 - Beyond the blog: the test negative log-likelihood by importance sampling (K = 500), the holes
   in the code space (`latent_empty_cells`), and the post's variants: eq. 3's regulariser
   (`--regulariser eq3`) and none at all (`--regulariser none`, an autoencoder).

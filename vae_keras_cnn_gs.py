@@ -236,7 +236,7 @@ def build_models(cfg):
     out = GumbelVAELoss(name="vae_loss")([x_in, evaluation.logits_model(decoder)(z), logits])
     vae = keras.Model(x_in, out, name="vae")
     # 20 steps per call saves the per-batch overhead; the gain on a full epoch varies between runs
-    # (README, Benchmarks). XLA is slower: its CPU convolutions lose to oneDNN's.
+    # (results/README.md, Benchmarks). XLA is slower: its CPU convolutions lose to oneDNN's.
     run.compile_model(vae, cfg, "rmsprop", steps_per_execution=20)
     encoder = keras.Model(x_in, logits, name="encoder")
     return vae, encoder, decoder

@@ -32,8 +32,8 @@ Deviations from the original:
 - The sampler's numerics (the vMF constants and the table of w) come last in this file, after
   the model, training, figures and metrics.
 - The post's loss (eq. 14) is a squared error; the script, as the blog's, trains with the summed
-  binary cross-entropy (`--reconstruction mse` runs eq. 14; the README's claims table compares
-  them).
+  binary cross-entropy (`--reconstruction mse` runs eq. 14; the claims table in
+  results/README.md compares them).
 - Beyond the blog: the KL constant, the complete test -ELBO, the test negative log-likelihood by
   importance sampling (K = 500) and a figure of reconstructions.
 """

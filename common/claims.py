@@ -1,10 +1,10 @@
 """The posts' claims, each set against the committed runs that test it.
 
-`python -m common.report --write` puts the table between the claims markers of README.md. Each
-claim names the experiment (the exact commands, flags of the four scripts), what the runs
-measured and a verdict from a rule fixed beforehand and printed with it. A claim whose runs are
-not all committed yet shows "not run yet". Nothing here is typed by hand but the claims, the
-commands and the rules.
+`python -m common.report --write` puts the table between the claims markers of
+results/README.md. Each claim names the experiment (the exact commands, flags of the four
+scripts), what the runs measured and a verdict from a rule fixed beforehand and printed with
+it. A claim whose runs are not all committed yet shows "not run yet". Nothing here is typed by
+hand but the claims, the commands and the rules.
 """
 import math
 import statistics
@@ -95,7 +95,8 @@ def mean_sd(values, digits=1):
 
 
 def figure(folder, name, label):
-    return f"[{label}](results/{folder}/{name})"
+    """A link to a run's figure from results/README.md, where the table lives."""
+    return f"[{label}]({folder}/{name})"
 
 
 def close_to(value, reference, what):

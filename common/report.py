@@ -1,9 +1,9 @@
-"""The README's results table, comparison with other runs and benchmark lines, generated from
-results/ (never typed by hand).
+"""The generated parts of README.md and results/README.md, from results/ (never typed by hand):
+the results tables, the comparison with other runs, the claims table and the benchmark lines.
 
     python -m common.report           # print the results table
-    python -m common.report --write   # replace each between its markers in README.md (and the
-                                      # claims table of common/claims.py)
+    python -m common.report --write   # rewrite every generated block of both files
+    python -m common.report --check   # exit 1, naming it, if a committed block is not current
 """
 import json
 import statistics
@@ -240,28 +240,98 @@ def benchmarks(folder=REPO / "results" / "benchmarks"):
     return "\n".join(blocks)
 
 
+def summary_row(folder, label, blog):
+    """A model's line in README.md: the loss as the blog computes it beside the blog's and the
+    original script's figures, the NLL and the run time."""
+    from common import run
+
+    path = REPO / "results" / folder / "metrics.json"
+    if not path.exists():
+        return None
+    m = json.loads(run.read_published(path.parent, path.name))
+    seeds = seed_summary(folder)
+    count = len(seeds["seeds"]) if seeds else 1
+    if "test_neg_log_density" in m or "test_bits_per_dim" in m:  # NICE: the dequantised bound
+        nll = (f"{cell(m, seeds, NLL_KEYS[0], 2)}<br>{fmt(m.get(NLL_KEYS[1]), 3)} bits/dim"
+               if NLL_KEYS[0] in m else "—")
+    else:
+        nll = cell(m, seeds, "test_nll", 2)
+    original = []
+    for ref_folder, what, epoch, key, source, values in REFERENCES:
+        ours = seed_values(ref_folder, epoch, key) if ref_folder == folder and source == ORIGINAL \
+            else None
+        if ours and len(ours) > 1 and (epoch is None or epoch == max(ORIGINAL_NICE)):
+            original.append(f"{what}: {', '.join(fmt(v) for v in values)}; ours "
+                            f"{fmt(statistics.mean(ours))} ± {fmt(statistics.stdev(ours))}")
+    return (f"| {label} | {m['epochs']} | {count} | {cell(m, seeds, 'test_loss', 2)} | {blog} | "
+            f"{'<br>'.join(original) or 'not rerun'} | {nll} | {run_minutes(m)} |")
+
+
+SUMMARY = [("vae_keras", "Gaussian VAE"), ("vae_vmf_keras", "vMF-VAE"),
+           ("vae_keras_cnn_gs", "Gumbel-Softmax VAE"), ("nice", "NICE"),
+           ("claims/noiseless/nice", "NICE without noise (`--noise 0`)")]
+
+
+def summary_table():
+    """README.md's table: the default runs (and the noiseless NICE seeds), fewer columns."""
+    blogs = {folder: blog for folder, _, blog in MODELS}
+    blogs["claims/noiseless/nice"] = "about −2200 within 20 epochs (likely this model)"
+    lines = ["| model | epochs | seeds | test loss as the blog computes it: seed 0<br>mean ± sd "
+             "over the seeds | the blog | the original script, two reruns, against our seeds | "
+             "test NLL, nats (NICE: dequantised bound) | minutes: training + evaluation |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [r for r in (summary_row(f, label, blogs[f]) for f, label in SUMMARY) if r]
+    if any(MIXED in line for line in lines[2:]):
+        lines += ["", f"{MIXED} over seeds whose estimates use different numbers of test images"]
+    return "\n".join(lines)
+
+
+# The generated blocks of each document: (file, start marker, end marker, generator)
+BLOCKS = [
+    ("README.md", START, END, summary_table),
+    ("results/README.md", START, END, table),
+    ("results/README.md", COMPARE_START, COMPARE_END, comparison),
+    ("results/README.md", claims.START, claims.END, claims.table),
+    ("results/README.md", BENCH_START, BENCH_END, lambda: f"```\n{benchmarks()}\n```"),
+]
+
+
 def replace_between(doc, start, end, text):
     head, rest = doc.split(start)
     _, tail = rest.split(end)
     return f"{head}{start}\n{text}\n{end}{tail}"
 
 
+def rendered(root=None):
+    """{file: (committed text, the text with every generated block made anew)}."""
+    root = REPO if root is None else Path(root)
+    out = {}
+    for name, start, end, make in BLOCKS:
+        path = root / name
+        if name not in out:
+            text = path.read_text() if path.exists() else ""
+            out[name] = (text, text)
+        committed, doc = out[name]
+        if start in doc:
+            out[name] = (committed, replace_between(doc, start, end, make()))
+    return out
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         text = table()
+        docs = rendered() if {"--write", "--check"} & set(argv) else {}
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    if "--write" in argv:
-        readme = REPO / "README.md"
-        doc = replace_between(readme.read_text(), START, END, text)
-        if COMPARE_START in doc:
-            doc = replace_between(doc, COMPARE_START, COMPARE_END, comparison())
-        if claims.START in doc:
-            doc = replace_between(doc, claims.START, claims.END, claims.table())
-        if BENCH_START in doc:
-            doc = replace_between(doc, BENCH_START, BENCH_END, f"```\n{benchmarks()}\n```")
-        readme.write_text(doc)
+    stale = [name for name, (old, new) in docs.items() if old != new]
+    if "--check" in argv:
+        if stale:
+            raise SystemExit(f"not current: {', '.join(stale)} (run python -m common.report --write)")
+        print("every generated block is current")
+        return
+    for name in stale if "--write" in argv else []:
+        (REPO / name).write_text(docs[name][1])
     print(text)
 
 

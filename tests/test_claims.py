@@ -51,7 +51,7 @@ def test_holes_rule(repo, ae, vae, verdict):
     publish(repo, "vae_keras", latent_empty_cells=vae, **extra)
     publish(repo, "claims/vae_no_kl", latent_empty_cells=ae, **extra)
     line = row("Without the KL term")
-    assert line.endswith(f"| {verdict} |") and "results/claims/vae_no_kl/latent_scatter.png" in line
+    assert line.endswith(f"| {verdict} |") and "](claims/vae_no_kl/latent_scatter.png)" in line
 
 
 @pytest.mark.parametrize("nll, verdict", [(101.0, "supported"), (102.5, "mixed"),

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -56,8 +57,8 @@ def test_write_replaces_only_the_marked_table(repo, capsys):
     text = readme.read_text()
     assert "stale table" not in text
     assert text.startswith(f"intro\n{report.START}\n| model |") and text.endswith(f"{report.END}\nafter\n")
-    assert "| Gaussian VAE, `vae_keras.py` | 30 | 1 | 151.80 |" in text
-    assert "151.80" in capsys.readouterr().out
+    assert "| Gaussian VAE | 30 | 1 | 151.80 |" in text  # README.md's short table
+    assert "| Gaussian VAE, `vae_keras.py` | 30 | 1 | 151.80 |" in capsys.readouterr().out
 
 
 def test_committed_metrics_use_one_schema():
@@ -144,3 +145,59 @@ def test_comparison_takes_the_best_loss_within_the_reference_epochs(repo):
         json.dumps({"seeds": [0, 1, 2], "runs": runs, "metrics": {}}))
     line = next(l for l in report.comparison().splitlines() if "within 20 epochs, trained" in l)
     assert "−2200.0 | −2200.0 ± 10.0 (−2210.0 to −2190.0), 3 seeds | yes |" in line
+
+
+def test_check_names_a_document_whose_generated_block_is_stale(repo):
+    write_metrics(repo, "vae_keras", test_loss=151.8, test_neg_elbo=151.8, test_nll=148.43)
+    for name in ("README.md", "results/README.md"):
+        (repo / name).write_text(f"intro\n{report.START}\nstale\n{report.END}\n")
+    with pytest.raises(SystemExit) as stop:
+        report.main(["--check"])
+    assert "README.md, results/README.md" in str(stop.value.code)
+    report.main(["--write"])
+    report.main(["--check"])  # current now: no exit
+    # README.md gets the short table, results/README.md the full one
+    assert "| Gaussian VAE | 30 | 1 | 151.80 |" in (repo / "README.md").read_text()
+    assert "| Gaussian VAE, `vae_keras.py` | 30 | 1 | 151.80 |" in \
+        (repo / "results" / "README.md").read_text()
+
+
+def test_committed_generated_blocks_are_current():
+    """README.md and results/README.md hold what `python -m common.report --write` writes."""
+    stale = [name for name, (old, new) in report.rendered().items() if old != new]
+    assert not stale, f"run python -m common.report --write: {stale}"
+
+
+def slug(heading):
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def links(text):
+    """The targets of the Markdown links and images outside code."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    return re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", text)
+
+
+@pytest.mark.parametrize("name", ["README.md", "results/README.md"])
+def test_every_image_and_relative_link_resolves(name):
+    doc = report.REPO / name
+    targets = [t for t in links(doc.read_text()) if not re.match(r"[a-z]+:", t)]
+    assert len(targets) >= 10
+    for target in targets:
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        assert file.exists(), f"{name}: {target} does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", file.read_text(), flags=re.M)
+            assert anchor in {slug(h) for h in headings}, f"{name}: no heading for {target}"
+
+
+def test_the_link_check_sees_a_broken_link_and_anchor():
+    assert links("![a](x.png) [b](y.md#z) `[c](code.md)`\n```\n[d](e.md)\n```") == ["x.png",
+                                                                                     "y.md#z"]
+    assert slug("The posts' claims") == "the-posts-claims"
+    assert slug("How a script is built, and what a run writes") == \
+        "how-a-script-is-built-and-what-a-run-writes"
