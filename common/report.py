@@ -26,8 +26,6 @@ MODELS = [
     ("vae_keras_cnn_gs", "Gumbel-Softmax VAE, `vae_keras_cnn_gs.py`", "none given"),
     ("nice", "NICE, `nice.py`", "about −2200 within 20 epochs; 11 s/epoch on a GTX 1070"),
     ("claims/noiseless/nice", "NICE without noise, `nice.py --noise 0`", "—"),
-    ("nice_noiseless", "NICE without noise, `nice.py --noise 0`: one run from before the "
-                       "batch-order fix, until the seed study replaces it", "—"),
     ("nice_precision/float32", "NICE in float32, twin of the bfloat16 run", "—"),
     ("nice_precision/bfloat16", "NICE in bfloat16, `nice.py --precision bfloat16`", "—"),
 ]
