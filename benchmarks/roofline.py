@@ -17,9 +17,11 @@ Measures, in one run, on TensorFlow:
   - where the time goes: the gradients alone (forward and backward in one compiled function),
     the optimizer's update alone, and the rest of the step (the input pipeline, Keras' loss and
     metric bookkeeping, the calls between), with the time the counted FLOPs would take at the
-    matrix-product rate;
+    matrix-product rate; and the gradients and the update in one compiled function, the step's
+    arithmetic without Keras' bookkeeping, whose difference from the step is that bookkeeping;
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder in batches of 500, as
-    the script scores its importance samples.
+    the script scores its importance samples; then, for comparison, in batches of 100, 500 and
+    2000, by `predict` and by one compiled call per batch.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
     vae=... vmf=... gs_train=... gs_nll=... nice=...
 the fractions. Usage: python benchmarks/roofline.py [--images 6000] [--scripts vae vmf gs nice]
@@ -137,19 +139,33 @@ def step_parts(model, x, y, batch_size, repeats=10):
             loss = model.compute_loss(x=xb, y=yb, y_pred=pred, training=True)
         return tape.gradient(loss, weights)
 
+    @tf.function
+    def whole_step():  # the same two in one function: Keras' step without its bookkeeping
+        model.optimizer.apply(gradients(), weights)
+        return model.optimizer.iterations
+
     grads = gradients()
     update = tf.function(lambda: model.optimizer.apply(grads, weights))
     grad_s = best_seconds(lambda: [g.numpy() for g in gradients()[:1]], repeats)
     update_s = best_seconds(lambda: (update(), model.optimizer.iterations.numpy()), repeats)
-    return grad_s, update_s
+    both_s = best_seconds(lambda: whole_step().numpy(), repeats)
+    return grad_s, update_s, both_s
 
 
-def decode_rate(decoder, classes_shape, batch=500, batches=10):
+def decode_rate(decoder, classes_shape, batch=500, codes_count=5000, direct=False):
+    """FLOP/s of decoding one-hot codes to logits: by `predict` in batches of `batch`, as the
+    script does, or (`direct`) by calling the model in one compiled function per batch."""
     decoder_logits = evaluation.logits_model(decoder)
     rng = np.random.default_rng(0)
     latents, classes = classes_shape
-    codes = np.eye(classes, dtype="float32")[rng.integers(classes, size=(batch * batches, latents))]
-    seconds = best_seconds(lambda: decoder_logits.predict(codes, batch_size=batch, verbose=0), 3)
+    codes = np.eye(classes, dtype="float32")[rng.integers(classes, size=(codes_count, latents))]
+    if direct:
+        call = tf.function(lambda c: decoder_logits(c, training=False))
+        chunks = [tf.constant(codes[i:i + batch]) for i in range(0, len(codes), batch)]
+        seconds = best_seconds(lambda: [call(c).numpy() for c in chunks], 3)
+    else:
+        seconds = best_seconds(
+            lambda: decoder_logits.predict(codes, batch_size=batch, verbose=0), 3)
     forward, _ = model_flops(decoder_logits)
     return forward * len(codes) / seconds, forward
 
@@ -176,7 +192,7 @@ def main():
         x, y = training_inputs(name, x_train[: args.images])
         forward, training = model_flops(model)
         step = step_seconds(name, model, x, y, cfg.batch_size)
-        grad_s, update_s = step_parts(model, x, y, cfg.batch_size)
+        grad_s, update_s, both_s = step_parts(model, x, y, cfg.batch_size)
         flops = training * cfg.batch_size
         step_rate = flops / step
         key = "gs_train" if name == "gs" else name
@@ -187,13 +203,23 @@ def main():
               f"Gradients alone {grad_s * 1e3:.2f} ms ({flops / grad_s / rate:.2f} of the rate), "
               f"optimizer update {update_s * 1e3:.2f} ms, the rest "
               f"{(step - grad_s - update_s) * 1e3:.2f} ms; the counted FLOPs at the "
-              f"matrix-product rate: {flops / rate * 1e3:.2f} ms", flush=True)
+              f"matrix-product rate: {flops / rate * 1e3:.2f} ms. Gradients and update in one "
+              f"compiled function {both_s * 1e3:.2f} ms, so Keras' step beyond the arithmetic "
+              f"(data, loss tracking, callbacks, the call) {(step - both_s) * 1e3:.2f} ms",
+              flush=True)
         if name == "gs":
             decoder = module.build_models(cfg)[2]
             nll_rate, per_code = decode_rate(decoder, (cfg.num_latents, cfg.classes_per_latent))
             fractions["gs_nll"] = nll_rate / rate
             print(f"gs NLL decode: {per_code / 1e6:.2f} MFLOP per code, {nll_rate / 1e9:.1f} "
                   f"GFLOP/s, {fractions['gs_nll']:.2f} of the matrix-product rate", flush=True)
+            for batch in (100, 500, 2000):
+                for direct in (False, True):
+                    r, _ = decode_rate(decoder, (cfg.num_latents, cfg.classes_per_latent),
+                                       batch, direct=direct)
+                    how = "one compiled call per batch" if direct else "predict"
+                    print(f"    decode by {how}, batches of {batch}: {r / 1e9:.1f} GFLOP/s, "
+                          f"{r / rate:.2f} of the rate", flush=True)
     again = matmul_rate()
     print(f"float32 matrix product again: {again / 1e9:.1f} GFLOP/s")
     if again > rate:  # the fractions against the higher of the two
