@@ -1,7 +1,7 @@
 """The generated parts of README.md and results/README.md, from results/ (never typed by hand):
 the results tables, the comparison with other runs, the claims table and the benchmark lines.
 
-    python -m common.report           # print the results table
+    python -m common.report           # print the results tables of README.md and results/README.md
     python -m common.report --write   # rewrite every generated block of both files
     python -m common.report --check   # exit 1, naming it, if a committed block is not current
 """
@@ -135,20 +135,34 @@ def cell(m, seeds, key, digits):
     return f"{text}<br>{fmt(spread['mean'], digits)} ± {fmt(spread['sd'], digits)}{mark}"
 
 
-def row(folder, label, blog):
+def read_run(folder):
+    """(metrics, seed study or None, number of seeds) of the run in results/<folder>, its
+    metrics.json checked against its manifest; None if there is no such run."""
     from common import run
 
     path = REPO / "results" / folder / "metrics.json"
     if not path.exists():
         return None
-    m = json.loads(run.read_published(path.parent, path.name))  # checked against its manifest
     seeds = seed_summary(folder)
+    return (json.loads(run.read_published(path.parent, path.name)), seeds,
+            len(seeds["seeds"]) if seeds else 1)
+
+
+def nll_keys(m):
+    """The keys of a run's NLL and bits/dim: NICE's (new or old) are the dequantised bound's."""
+    flow = "test_neg_log_density" in m or "test_bits_per_dim" in m
+    return NLL_KEYS if flow else ("test_nll", "test_bits_per_dim")
+
+
+def row(folder, label, blog):
+    found = read_run(folder)
+    if found is None:
+        return None
+    m, seeds, count = found
     elbo_text = cell(m, seeds, "test_neg_elbo", 1)
     if "test_relaxed_neg_elbo" in m:
         elbo_text = f"{fmt(m['test_relaxed_neg_elbo'])} relaxed; {elbo_text} discrete"
-    count = len(seeds["seeds"]) if seeds else 1
-    flow = "test_neg_log_density" in m or "test_bits_per_dim" in m  # NICE, new or old
-    nll_key, bits_key = NLL_KEYS if flow else ("test_nll", "test_bits_per_dim")
+    nll_key, bits_key = nll_keys(m)
     return (f"| {label} | {m['epochs']} | {count} | {cell(m, seeds, 'test_loss', 2)} | {blog} | "
             f"{elbo_text} | {cell(m, seeds, nll_key, 2)} | "
             f"{cell(m, seeds, bits_key, 3)} | {cell(m, seeds, 'seconds_per_epoch', 1)} | "
@@ -241,19 +255,14 @@ def benchmarks(folder=REPO / "results" / "benchmarks"):
 def summary_row(folder, label, blog):
     """A model's line in README.md: the loss as the blog computes it beside the blog's and the
     original script's figures, the NLL and the run time."""
-    from common import run
-
-    path = REPO / "results" / folder / "metrics.json"
-    if not path.exists():
+    found = read_run(folder)
+    if found is None:
         return None
-    m = json.loads(run.read_published(path.parent, path.name))
-    seeds = seed_summary(folder)
-    count = len(seeds["seeds"]) if seeds else 1
-    if "test_neg_log_density" in m or "test_bits_per_dim" in m:  # NICE: the dequantised bound
-        nll = (f"{cell(m, seeds, NLL_KEYS[0], 2)}<br>{fmt(m.get(NLL_KEYS[1]), 3)} bits/dim"
-               if NLL_KEYS[0] in m else "—")
-    else:
-        nll = cell(m, seeds, "test_nll", 2)
+    m, seeds, count = found
+    nll_key, bits_key = nll_keys(m)
+    nll = cell(m, seeds, nll_key, 2)
+    if nll_key == NLL_KEYS[0] and nll_key in m:  # NICE: the bound in bits/dim too
+        nll += f"<br>{fmt(m[bits_key], 3)} bits/dim"
     original = []
     for ref_folder, what, epoch, key, source, values in REFERENCES:
         ours = seed_values(ref_folder, epoch, key) if ref_folder == folder and source == ORIGINAL \
@@ -318,7 +327,7 @@ def rendered(root=None):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        text = table()
+        text = f"README.md:\n{summary_table()}\n\nresults/README.md:\n{table()}"
         docs = rendered() if {"--write", "--check"} & set(argv) else {}
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
