@@ -47,6 +47,7 @@ GAUSS_CONST = 0.5 * ORIGINAL_DIM * math.log(2 * math.pi)  # 720.448 nats, left o
 MAX_WEIGHTS = 300_000_000  # 1.2 GB of float32, 3.6 GB with Adam's two moments
 NOISE_KINDS = ("negative", "positive", "centred", "gaussian")
 LEVELS = 255  # pixel values k = 0..255 are the points k / 255: bins of width 1 / 255
+STEPS_PER_EXECUTION = 20  # training steps per compiled call (TensorFlow and JAX)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,8 +303,10 @@ def build_models(cfg, dim=ORIGINAL_DIM):
     encoder = keras.Model(x_in, encode(blocks, scale, x), name="nice_encoder")
     # No XLA: TensorFlow's own (oneDNN) matrix products are faster here than XLA's, and the
     # fused optimizer already makes the update a single pass (benchmarks/nice_throughput.py).
+    # Several steps per call spare each step Keras' per-call work (results/README.md, Benchmarks).
     run.compile_model(encoder, cfg, FusedAdam(cfg.learning_rate),
-                      plain_optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=gaussian_loss)
+                      plain_optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                      steps_per_execution=STEPS_PER_EXECUTION, loss=gaussian_loss)
     z_in = keras.Input(shape=(dim,), name="z")
     generator = keras.Model(z_in, decode(blocks, scale, z_in), name="nice_generator")
     return encoder, generator

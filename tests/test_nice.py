@@ -273,3 +273,26 @@ def test_fused_adam_survives_a_config_round_trip():
     optimizer = nice.FusedAdam(2e-4)
     clone = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert type(clone) is nice.FusedAdam and math.isclose(float(clone.learning_rate), 2e-4, rel_tol=1e-6)
+
+
+def test_several_steps_per_call_train_the_same_flow_and_still_stop_on_nan(tmp_path):
+    """The script's steps per compiled call change how the steps run, not what they compute:
+    the same seed gives the same losses as one step per call; a NaN still stops the run."""
+    x = np.random.default_rng(0).random((1000, 784)).astype("float32")
+    histories = []
+    for steps in (1, nice.STEPS_PER_EXECUTION):
+        cfg = small(epochs=2, seed=3)
+        keras.utils.set_random_seed(cfg.seed)
+        encoder, _ = nice.build_models(cfg)
+        assert encoder.steps_per_execution == nice.STEPS_PER_EXECUTION
+        if steps == 1:
+            encoder.compile(optimizer=nice.FusedAdam(cfg.learning_rate), loss=nice.gaussian_loss)
+        (tmp_path / str(steps)).mkdir()
+        histories.append(run.train(encoder, cfg, tmp_path / str(steps), x, x))
+    assert nice.STEPS_PER_EXECUTION > 1 and histories[0]["loss"][1] < histories[0]["loss"][0]
+    np.testing.assert_allclose(histories[1]["loss"], histories[0]["loss"], rtol=1e-6)
+    x[567, 89] = np.nan
+    (tmp_path / "nan").mkdir()
+    with pytest.raises(SystemExit, match="loss became nan"):
+        run.train(encoder, small(epochs=2), tmp_path / "nan", x, x)
+    assert not (tmp_path / "nan" / "history.csv").exists()
