@@ -267,7 +267,7 @@ def save_figures(cfg, out, encoder, decoder, x_test, history, rng):
 # ---------------------------------------------------------------- metrics
 
 
-def one_hot_samples(encoder, decoder_logits, x, num_samples, rng, batch_size=500):
+def one_hot_samples(encoder, decoder_logits, x, num_samples, rng, batch_size=1000):
     """Decode K one-hot codes per image drawn from the encoder's categorical distributions.
 
     Returns (log_w, neg_elbo). log_w (n, K) = log p(x|c) + log p(c) - log q(c|x) for codes
@@ -281,7 +281,7 @@ def one_hot_samples(encoder, decoder_logits, x, num_samples, rng, batch_size=500
     c = np.argmax(log_p[:, None] + gumbel, axis=-1)  # Gumbel-Max: c ~ Cat(p), shape (n, K, latents)
     log_q = np.take_along_axis(log_p[:, None], c[..., None], axis=-1)[..., 0].sum(-1)
     codes = np.eye(classes, dtype="float32")[c.reshape(n * num_samples, latents)]
-    logits = decoder_logits.predict(codes, batch_size=batch_size, verbose=0)
+    logits = evaluation.predict_in_batches(decoder_logits, codes, batch_size)
     log_px_c = evaluation.sample_log_likelihoods(x, logits, num_samples)
     log_prior = -latents * math.log(classes)
     kl = np.sum(np.exp(log_p) * log_p, axis=(1, 2)) - log_prior

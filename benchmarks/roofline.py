@@ -19,14 +19,16 @@ Measures, in one run, on TensorFlow:
     metric bookkeeping, the calls between), with the time the counted FLOPs would take at the
     matrix-product rate; and the gradients and the update in one compiled function, the step's
     arithmetic without Keras' bookkeeping, whose difference from the step is that bookkeeping;
-  - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder in batches of 500, as
-    the script scores its importance samples; then, for comparison, in batches of 100, 500 and
-    2000, by `predict` and by one compiled call per batch.
+  - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
+    its importance samples (one compiled call per batch of `one_hot_samples`' batch size); then,
+    for comparison, in batches of 100, 500, 1000 and 2000, by `predict` (the script's way
+    before) and by one compiled call per batch.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
     vae=... vmf=... gs_train=... gs_nll=... nice=...
 the fractions. Usage: python benchmarks/roofline.py [--images 6000] [--scripts vae vmf gs nice]
 """
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -47,6 +49,8 @@ import vae_vmf_keras  # noqa: E402
 from common import data, evaluation, run  # noqa: E402
 
 SCRIPTS = {"vae": vae_keras, "vmf": vae_vmf_keras, "gs": vae_keras_cnn_gs, "nice": nice}
+# the batch of the script's NLL decode (`one_hot_samples`' default)
+NLL_BATCH = inspect.signature(vae_keras_cnn_gs.one_hot_samples).parameters["batch_size"].default
 
 
 def best_seconds(fn, repeats):
@@ -152,20 +156,20 @@ def step_parts(model, x, y, batch_size, repeats=10):
     return grad_s, update_s, both_s
 
 
-def decode_rate(decoder, classes_shape, batch=500, codes_count=5000, direct=False):
-    """FLOP/s of decoding one-hot codes to logits: by `predict` in batches of `batch`, as the
-    script does, or (`direct`) by calling the model in one compiled function per batch."""
+def decode_rate(decoder, classes_shape, batch=None, codes_count=5000, how="script"):
+    """FLOP/s of decoding one-hot codes to logits: as the script does
+    (`evaluation.predict_in_batches`, one compiled call per batch, its batch size unless `batch`
+    is given), or (`how="predict"`) by `Model.predict` in batches of `batch`."""
     decoder_logits = evaluation.logits_model(decoder)
     rng = np.random.default_rng(0)
     latents, classes = classes_shape
     codes = np.eye(classes, dtype="float32")[rng.integers(classes, size=(codes_count, latents))]
-    if direct:
-        call = tf.function(lambda c: decoder_logits(c, training=False))
-        chunks = [tf.constant(codes[i:i + batch]) for i in range(0, len(codes), batch)]
-        seconds = best_seconds(lambda: [call(c).numpy() for c in chunks], 3)
+    if how == "predict":
+        decode = lambda: decoder_logits.predict(codes, batch_size=batch, verbose=0)  # noqa: E731
     else:
-        seconds = best_seconds(
-            lambda: decoder_logits.predict(codes, batch_size=batch, verbose=0), 3)
+        batch = batch or NLL_BATCH
+        decode = lambda: evaluation.predict_in_batches(decoder_logits, codes, batch)  # noqa: E731
+    seconds = best_seconds(decode, 3)
     forward, _ = model_flops(decoder_logits)
     return forward * len(codes) / seconds, forward
 
@@ -213,12 +217,12 @@ def main():
             fractions["gs_nll"] = nll_rate / rate
             print(f"gs NLL decode: {per_code / 1e6:.2f} MFLOP per code, {nll_rate / 1e9:.1f} "
                   f"GFLOP/s, {fractions['gs_nll']:.2f} of the matrix-product rate", flush=True)
-            for batch in (100, 500, 2000):
-                for direct in (False, True):
+            for batch in (100, 500, 1000, 2000):
+                for how in ("predict", "script"):
                     r, _ = decode_rate(decoder, (cfg.num_latents, cfg.classes_per_latent),
-                                       batch, direct=direct)
-                    how = "one compiled call per batch" if direct else "predict"
-                    print(f"    decode by {how}, batches of {batch}: {r / 1e9:.1f} GFLOP/s, "
+                                       batch, how=how)
+                    what = "predict" if how == "predict" else "one compiled call per batch"
+                    print(f"    decode by {what}, batches of {batch}: {r / 1e9:.1f} GFLOP/s, "
                           f"{r / rate:.2f} of the rate", flush=True)
     again = matmul_rate()
     print(f"float32 matrix product again: {again / 1e9:.1f} GFLOP/s")

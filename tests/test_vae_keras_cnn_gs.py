@@ -246,6 +246,17 @@ def test_importance_sampling_and_discrete_elbo_match_exact_enumeration():
     assert metrics["test_neg_elbo"] == pytest.approx(exact_neg_elbo.mean(), abs=0.5)
 
 
+def test_nll_decoding_in_compiled_batches_matches_predict():
+    keras.utils.set_random_seed(0)
+    _, _, decoder = gs.build_models(gs.Config(num_latents=4, classes_per_latent=3))
+    decoder_logits = evaluation.logits_model(decoder)
+    codes = np.eye(3, dtype="float32")[np.random.default_rng(0).integers(3, size=(2500, 4))]
+    batched = evaluation.predict_in_batches(decoder_logits, codes, 1000)  # the last batch: 500
+    assert batched.shape == (2500, 28, 28, 1)
+    np.testing.assert_allclose(batched, decoder_logits.predict(codes, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_plain_softmax_relaxation_has_no_noise():
     logits = np.random.default_rng(2).normal(size=(4, 32, 10)).astype("float32")
     layer = gs.GumbelSoftmax(tau=0.5, seed=0, noise=False)
