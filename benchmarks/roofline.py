@@ -22,7 +22,7 @@ Measures, in one run, on TensorFlow:
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
     its importance samples (one compiled call per batch of `one_hot_samples`' batch size); then,
     for comparison, in batches of 100, 500, 1000 and 2000, by `predict` (the script's way
-    before) and by one compiled call per batch.
+    before) and by one compiled call per batch; and each of the decoder's layers alone.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
     vae=... vmf=... gs_train=... gs_nll=... nice=...
 the fractions. Usage: python benchmarks/roofline.py [--images 6000] [--scripts vae vmf gs nice]
@@ -174,6 +174,25 @@ def decode_rate(decoder, classes_shape, batch=None, codes_count=5000, how="scrip
     return forward * len(codes) / seconds, forward
 
 
+def decode_layer_rates(decoder, classes_shape, batch=1000):
+    """(name, ms per 1000 codes, GFLOP/s) of each layer of the decoder's forward pass that does
+    counted work, timed alone in a compiled function on the previous layer's output."""
+    decoder_logits = evaluation.logits_model(decoder)
+    rng = np.random.default_rng(0)
+    latents, classes = classes_shape
+    h = tf.constant(np.eye(classes, dtype="float32")[rng.integers(classes, size=(batch, latents))])
+    rows = []
+    for layer in decoder_logits.layers[1:]:
+        call = tf.function(lambda t, layer=layer: layer(t))
+        forward, _ = layer_flops(layer, False)
+        if forward:
+            first = tf.function(lambda t, layer=layer: layer(t)[:1])  # no copy of the output
+            seconds = best_seconds(lambda: first(h).numpy(), 5)
+            rows.append((layer.name, seconds / batch * 1e6, forward * batch / seconds / 1e9))
+        h = call(h)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -217,6 +236,10 @@ def main():
             fractions["gs_nll"] = nll_rate / rate
             print(f"gs NLL decode: {per_code / 1e6:.2f} MFLOP per code, {nll_rate / 1e9:.1f} "
                   f"GFLOP/s, {fractions['gs_nll']:.2f} of the matrix-product rate", flush=True)
+            layers = decode_layer_rates(decoder, (cfg.num_latents, cfg.classes_per_latent))
+            print("    per layer, batches of 1000: " + "; ".join(
+                f"{name} {ms:.1f} ms per 1000 codes, {r:.1f} GFLOP/s" for name, ms, r in layers),
+                flush=True)
             for batch in (100, 500, 1000, 2000):
                 for how in ("predict", "script"):
                     r, _ = decode_rate(decoder, (cfg.num_latents, cfg.classes_per_latent),
