@@ -156,14 +156,19 @@ def step_parts(model, x, y, batch_size, repeats=10):
     return grad_s, update_s, both_s
 
 
+def random_codes(classes_shape, count):
+    """`count` one-hot codes of shape (latents, classes), each latent's class uniform."""
+    latents, classes = classes_shape
+    rng = np.random.default_rng(0)
+    return np.eye(classes, dtype="float32")[rng.integers(classes, size=(count, latents))]
+
+
 def decode_rate(decoder, classes_shape, batch=None, codes_count=5000, how="script"):
     """FLOP/s of decoding one-hot codes to logits: as the script does
     (`evaluation.predict_in_batches`, one compiled call per batch, its batch size unless `batch`
     is given), or (`how="predict"`) by `Model.predict` in batches of `batch`."""
     decoder_logits = evaluation.logits_model(decoder)
-    rng = np.random.default_rng(0)
-    latents, classes = classes_shape
-    codes = np.eye(classes, dtype="float32")[rng.integers(classes, size=(codes_count, latents))]
+    codes = random_codes(classes_shape, codes_count)
     if how == "predict":
         decode = lambda: decoder_logits.predict(codes, batch_size=batch, verbose=0)  # noqa: E731
     else:
@@ -178,9 +183,7 @@ def decode_layer_rates(decoder, classes_shape, batch=1000):
     """(name, ms per 1000 codes, GFLOP/s) of each layer of the decoder's forward pass that does
     counted work, timed alone in a compiled function on the previous layer's output."""
     decoder_logits = evaluation.logits_model(decoder)
-    rng = np.random.default_rng(0)
-    latents, classes = classes_shape
-    h = tf.constant(np.eye(classes, dtype="float32")[rng.integers(classes, size=(batch, latents))])
+    h = tf.constant(random_codes(classes_shape, batch))
     rows = []
     for layer in decoder_logits.layers[1:]:
         call = tf.function(lambda t, layer=layer: layer(t))

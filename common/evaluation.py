@@ -57,7 +57,7 @@ def predict_in_batches(model, x, batch_size):
     """`model.predict(x)` for a large x, each batch by one compiled call (`predict_on_batch`).
 
     The same outputs as `predict`, without its data adapter and per-batch callbacks, which cost
-    the Gumbel-Softmax NLL's millions of decoded codes about a fifth of their time
+    the Gumbel-Softmax NLL's millions of decoded codes a sixth to a fifth of their time
     (benchmarks/roofline.py).
     """
     return np.concatenate([model.predict_on_batch(x[i:i + batch_size])
