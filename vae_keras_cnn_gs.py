@@ -146,6 +146,7 @@ class GumbelSoftmax(layers.Layer):
 
 
 GRADIENT_IMAGES = 100  # test images for --gradient-draws
+NLL_DECODE_BATCH = 1000  # codes per compiled call when the NLL decodes its samples
 
 
 def sum_p_log_p(logits):
@@ -267,7 +268,8 @@ def save_figures(cfg, out, encoder, decoder, x_test, history, rng):
 # ---------------------------------------------------------------- metrics
 
 
-def one_hot_samples(encoder, decoder_logits, x, num_samples, rng, batch_size=1000):
+def one_hot_samples(encoder, decoder_logits, x, num_samples, rng,
+                    batch_size=NLL_DECODE_BATCH):
     """Decode K one-hot codes per image drawn from the encoder's categorical distributions.
 
     Returns (log_w, neg_elbo). log_w (n, K) = log p(x|c) + log p(c) - log q(c|x) for codes

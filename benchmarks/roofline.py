@@ -20,7 +20,7 @@ Measures, in one run, on TensorFlow:
     matrix-product rate; and the gradients and the update in one compiled function, the step's
     arithmetic without Keras' bookkeeping, whose difference from the step is that bookkeeping;
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
-    its importance samples (one compiled call per batch of `one_hot_samples`' batch size); then,
+    its importance samples (one compiled call per batch of `NLL_DECODE_BATCH` codes); then,
     for comparison, in batches of 100, 500, 1000 and 2000, by `predict` (the script's way
     before) and by one compiled call per batch; and each of the decoder's layers alone.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
@@ -28,7 +28,6 @@ Each rate is also given as a fraction of the matrix-product rate. Ends with one 
 the fractions. Usage: python benchmarks/roofline.py [--images 6000] [--scripts vae vmf gs nice]
 """
 import argparse
-import inspect
 import os
 import sys
 import time
@@ -49,8 +48,6 @@ import vae_vmf_keras  # noqa: E402
 from common import data, evaluation, run  # noqa: E402
 
 SCRIPTS = {"vae": vae_keras, "vmf": vae_vmf_keras, "gs": vae_keras_cnn_gs, "nice": nice}
-# the batch of the script's NLL decode (`one_hot_samples`' default)
-NLL_BATCH = inspect.signature(vae_keras_cnn_gs.one_hot_samples).parameters["batch_size"].default
 
 
 def best_seconds(fn, repeats):
@@ -163,23 +160,23 @@ def random_codes(classes_shape, count):
     return np.eye(classes, dtype="float32")[rng.integers(classes, size=(count, latents))]
 
 
-def decode_rate(decoder, classes_shape, batch=None, codes_count=5000, how="script"):
+def decode_rate(decoder, classes_shape, batch=vae_keras_cnn_gs.NLL_DECODE_BATCH,
+                codes_count=5000, how="script"):
     """FLOP/s of decoding one-hot codes to logits: as the script does
-    (`evaluation.predict_in_batches`, one compiled call per batch, its batch size unless `batch`
-    is given), or (`how="predict"`) by `Model.predict` in batches of `batch`."""
+    (`evaluation.predict_in_batches`, one compiled call per batch of `batch` codes), or
+    (`how="predict"`) by `Model.predict` in batches of `batch`."""
     decoder_logits = evaluation.logits_model(decoder)
     codes = random_codes(classes_shape, codes_count)
     if how == "predict":
         decode = lambda: decoder_logits.predict(codes, batch_size=batch, verbose=0)  # noqa: E731
     else:
-        batch = batch or NLL_BATCH
         decode = lambda: evaluation.predict_in_batches(decoder_logits, codes, batch)  # noqa: E731
     seconds = best_seconds(decode, 3)
     forward, _ = model_flops(decoder_logits)
     return forward * len(codes) / seconds, forward
 
 
-def decode_layer_rates(decoder, classes_shape, batch=1000):
+def decode_layer_rates(decoder, classes_shape, batch=vae_keras_cnn_gs.NLL_DECODE_BATCH):
     """(name, ms per 1000 codes, GFLOP/s) of each layer of the decoder's forward pass that does
     counted work, timed alone in a compiled function on the previous layer's output."""
     decoder_logits = evaluation.logits_model(decoder)
@@ -240,7 +237,7 @@ def main():
             print(f"gs NLL decode: {per_code / 1e6:.2f} MFLOP per code, {nll_rate / 1e9:.1f} "
                   f"GFLOP/s, {fractions['gs_nll']:.2f} of the matrix-product rate", flush=True)
             layers = decode_layer_rates(decoder, (cfg.num_latents, cfg.classes_per_latent))
-            print("    per layer, batches of 1000: " + "; ".join(
+            print(f"    per layer, batches of {vae_keras_cnn_gs.NLL_DECODE_BATCH}: " + "; ".join(
                 f"{name} {ms:.1f} ms per 1000 codes, {r:.1f} GFLOP/s" for name, ms, r in layers),
                 flush=True)
             for batch in (100, 500, 1000, 2000):
