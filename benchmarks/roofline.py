@@ -6,7 +6,7 @@ Measures, in one run, on TensorFlow:
     start and again at the end (a shared machine drifts; the higher is used);
   - for each script at its default settings (its own `build_models`, compile settings and input
     pipeline, on the first --images training images): the seconds per training step, the best
-    epoch after the first;
+    of six epochs after the first;
   - the floating-point work of a step, counted from the layer shapes: a Dense layer does
     2 * in * out FLOPs per image, a convolution 2 * (output pixels) * k * k * C_in * C_out, a
     transposed convolution 2 * (input pixels) * k * k * C_in * C_out. Training is forward plus
@@ -19,10 +19,14 @@ Measures, in one run, on TensorFlow:
     metric bookkeeping, the calls between), with the time the counted FLOPs would take at the
     matrix-product rate; and the gradients and the update in one compiled function, the step's
     arithmetic without Keras' bookkeeping, whose difference from the step is that bookkeeping;
+    and, for the models of Dense layers only, the step's matrix products alone (forward, and
+    the backward products) in one compiled function at its shapes: about the most the
+    machine's matrix-product kernels allow at those shapes;
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
     its importance samples (one compiled call per batch of `NLL_DECODE_BATCH` codes); then,
     for comparison, in batches of 100, 500, 1000 and 2000, by `predict` (the script's way
-    before) and by one compiled call per batch; and each of the decoder's layers alone.
+    before) and by one compiled call per batch; and each of the decoder's layers alone, whose sum
+    is about the most the decode reaches with the machine's convolution kernels.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
     vae=... vmf=... gs_train=... gs_nll=... nice=...
 the fractions. Usage: python benchmarks/roofline.py [--images 6000] [--scripts vae vmf gs nice]
@@ -84,18 +88,52 @@ def layer_flops(layer, first):
     return forward, forward * (2 if first else 3)
 
 
-def model_flops(model):
-    """(forward, training) FLOPs per image of every Dense and convolution layer in `model`."""
-    forward = training = 0
+def counted_layers(model):
+    """(layer, first) for every layer of `model`, first when it reads the model's input."""
     data = {id(t) for t in model.inputs}
     for layer in model._flatten_layers(include_self=False):
         try:
             first = id(layer.input) in data  # the layer reads the model's input directly
         except (AttributeError, ValueError):  # a sublayer, or one called more than once
             first = False
+        yield layer, first
+
+
+def model_flops(model):
+    """(forward, training) FLOPs per image of every Dense and convolution layer in `model`."""
+    forward = training = 0
+    for layer, first in counted_layers(model):
         f, t = layer_flops(layer, first)
         forward, training = forward + f, training + t
     return forward, training
+
+
+def dense_products_seconds(model, batch, repeats=10):
+    """Seconds of a training step's Dense products alone, all in one compiled function, at the
+    step's shapes: per layer x.W, and for the backward pass x^T.dy (the weights' gradient) and,
+    unless the layer reads the data, dy.W^T (its input's); None where the model has a
+    convolution. Their FLOPs are the step's counted FLOPs, so this is about as fast as the
+    counted work goes with this machine's matrix-product kernels at these shapes."""
+    operands = []
+    for layer, first in counted_layers(model):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            return None
+        if isinstance(layer, keras.layers.Dense):
+            fin, fout = layer.kernel.shape
+            shapes = ((batch, fin), (fin, fout), (batch, fout))
+            operands.append([tf.random.normal(shape) for shape in shapes] + [first])
+
+    @tf.function(autograph=False)
+    def products():
+        corners = []
+        for x, w, dy, first in operands:
+            corners += [tf.matmul(x, w)[0, 0], tf.matmul(x, dy, transpose_a=True)[0, 0]]
+            if not first:
+                corners.append(tf.matmul(dy, w, transpose_b=True)[0, 0])
+        return tf.add_n(corners)
+
+    return best_seconds(lambda: products().numpy(), repeats)
+
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -117,7 +155,7 @@ def training_inputs(name, x):
     return x, (x if name == "nice" else None)
 
 
-def step_seconds(name, model, x, y, batch_size, epochs=4):
+def step_seconds(name, model, x, y, batch_size, epochs=7):
     batches, order = run.epoch_batches(x, y, batch_size, seed=0)
     timer = EpochTimer()
     callbacks = [order, timer]
@@ -216,6 +254,7 @@ def main():
         forward, training = model_flops(model)
         step = step_seconds(name, model, x, y, cfg.batch_size)
         grad_s, update_s, both_s = step_parts(model, x, y, cfg.batch_size)
+        products_s = dense_products_seconds(model, cfg.batch_size)
         flops = training * cfg.batch_size
         step_rate = flops / step
         key = "gs_train" if name == "gs" else name
@@ -228,7 +267,10 @@ def main():
               f"{(step - grad_s - update_s) * 1e3:.2f} ms; the counted FLOPs at the "
               f"matrix-product rate: {flops / rate * 1e3:.2f} ms. Gradients and update in one "
               f"compiled function {both_s * 1e3:.2f} ms, so Keras' step beyond the arithmetic "
-              f"(data, loss tracking, callbacks, the call) {(step - both_s) * 1e3:.2f} ms",
+              f"(data, loss tracking, callbacks, the call) {(step - both_s) * 1e3:.2f} ms"
+              + ("" if products_s is None else
+                 f". Its Dense products alone, in one compiled function at the step's shapes: "
+                 f"{products_s * 1e3:.2f} ms ({flops / products_s / rate:.2f} of the rate)"),
               flush=True)
         if name == "gs":
             decoder = module.build_models(cfg)[2]
@@ -240,6 +282,10 @@ def main():
             print(f"    per layer, batches of {vae_keras_cnn_gs.NLL_DECODE_BATCH}: " + "; ".join(
                 f"{name} {ms:.1f} ms per 1000 codes, {r:.1f} GFLOP/s" for name, ms, r in layers),
                 flush=True)
+            alone_ms = sum(ms for _, ms, _ in layers)
+            print(f"    those layers alone add up to {alone_ms:.1f} ms per 1000 codes: "
+                  f"{per_code * 1000 / alone_ms * 1e3 / rate:.2f} of the rate, about the most the "
+                  f"decode reaches with these kernels", flush=True)
             for batch in (100, 500, 1000, 2000):
                 for how in ("predict", "script"):
                     r, _ = decode_rate(decoder, (cfg.num_latents, cfg.classes_per_latent),
