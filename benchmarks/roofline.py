@@ -6,7 +6,8 @@ Measures, in one run, on TensorFlow:
     start and again at the end (a shared machine drifts; the higher is used);
   - for each script at its default settings (its own `build_models`, compile settings and input
     pipeline, on the first --images training images): the seconds per training step, the best
-    of six epochs after the first;
+    of six epochs after the first, each epoch followed by a timing of the step's parts (below),
+    so that a slow spell of the shared machine slows them alike;
   - the floating-point work of a step, counted from the layer shapes: a Dense layer does
     2 * in * out FLOPs per image, a convolution 2 * (output pixels) * k * k * C_in * C_out, a
     transposed convolution 2 * (input pixels) * k * k * C_in * C_out. Training is forward plus
@@ -24,7 +25,7 @@ Measures, in one run, on TensorFlow:
     machine's matrix-product kernels allow at those shapes;
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
     its importance samples (one compiled call per batch of `NLL_DECODE_BATCH` codes); then,
-    for comparison, in batches of 100, 500, 1000 and 2000, by `predict` (the script's way
+    for comparison, in batches of 100, 200, 500, 1000 and 2000, by `predict` (the script's way
     before) and by one compiled call per batch; and each of the decoder's layers alone, whose sum
     is about the most the decode reaches with the machine's convolution kernels.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
@@ -108,9 +109,9 @@ def model_flops(model):
     return forward, training
 
 
-def dense_products_seconds(model, batch, repeats=10):
-    """Seconds of a training step's Dense products alone, all in one compiled function, at the
-    step's shapes: per layer x.W, and for the backward pass x^T.dy (the weights' gradient) and,
+def dense_products(model, batch):
+    """A training step's Dense products alone, all in one compiled function, at the step's
+    shapes: per layer x.W, and for the backward pass x^T.dy (the weights' gradient) and,
     unless the layer reads the data, dy.W^T (its input's); None where the model has a
     convolution. Their FLOPs are the step's counted FLOPs, so this is about as fast as the
     counted work goes with this machine's matrix-product kernels at these shapes."""
@@ -132,7 +133,7 @@ def dense_products_seconds(model, batch, repeats=10):
                 corners.append(tf.matmul(dy, w, transpose_b=True)[0, 0])
         return tf.add_n(corners)
 
-    return best_seconds(lambda: products().numpy(), repeats)
+    return lambda: products().numpy()
 
 
 
@@ -155,18 +156,9 @@ def training_inputs(name, x):
     return x, (x if name == "nice" else None)
 
 
-def step_seconds(name, model, x, y, batch_size, epochs=7):
-    batches, order = run.epoch_batches(x, y, batch_size, seed=0)
-    timer = EpochTimer()
-    callbacks = [order, timer]
-    if name == "gs":
-        callbacks.insert(0, vae_keras_cnn_gs.TauAnnealing(model.get_layer("z")))
-    model.fit(batches, epochs=epochs, verbose=0, callbacks=callbacks)
-    return min(timer.times[1:]) / (len(x) // batch_size)
-
-
-def step_parts(model, x, y, batch_size, repeats=10):
-    """Best seconds of the gradients alone and of the optimizer's update alone, one batch."""
+def step_parts(model, x, y, batch_size):
+    """Compiled, warmed-up callables, each one batch's work: the gradients alone, the
+    optimizer's update alone, and both in one function."""
     xb = tf.constant(x[:batch_size])
     yb = None if y is None else tf.constant(y[:batch_size])
     weights = model.trainable_variables
@@ -185,10 +177,36 @@ def step_parts(model, x, y, batch_size, repeats=10):
 
     grads = gradients()
     update = tf.function(lambda: model.optimizer.apply(grads, weights))
-    grad_s = best_seconds(lambda: [g.numpy() for g in gradients()[:1]], repeats)
-    update_s = best_seconds(lambda: (update(), model.optimizer.iterations.numpy()), repeats)
-    both_s = best_seconds(lambda: whole_step().numpy(), repeats)
-    return grad_s, update_s, both_s
+    return {"gradients": lambda: [g.numpy() for g in gradients()[:1]],
+            "update": lambda: (update(), model.optimizer.iterations.numpy()),
+            "both": lambda: whole_step().numpy()}
+
+
+def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
+    """Best seconds of a training step and of its parts, as a dict: "step" (an epoch by `fit`
+    at the script's settings, per step), "gradients", "update", "both" (step_parts) and, for a
+    model of Dense layers only, "products" (dense_products). In `rounds` rounds, each timing one
+    epoch and then each part (best of `repeats`), so that a slow spell of a shared machine
+    slows them alike; each is the best over the rounds. The first epoch, which traces, is not
+    timed."""
+    batches, order = run.epoch_batches(x, y, batch_size, seed=0)
+    timer = EpochTimer()
+    callbacks = [order, timer]
+    # the tau schedule is traced into the step by the first fit; its callback retraces the step
+    # whenever a fit begins, so the timed fits go without it
+    tau = [vae_keras_cnn_gs.TauAnnealing(model.get_layer("z"))] if name == "gs" else []
+    model.fit(batches, epochs=1, verbose=0, callbacks=tau + callbacks)
+    parts = step_parts(model, x, y, batch_size)
+    products = dense_products(model, batch_size)
+    if products is not None:
+        parts["products"] = products
+    times = {key: [] for key in ["step", *parts]}
+    for _ in range(rounds):
+        model.fit(batches, epochs=1, verbose=0, callbacks=callbacks)
+        times["step"].append(timer.times[-1] / (len(x) // batch_size))
+        for key, part in parts.items():
+            times[key].append(best_seconds(part, repeats))
+    return {key: min(values) for key, values in times.items()}
 
 
 def random_codes(classes_shape, count):
@@ -252,9 +270,9 @@ def main():
         model = module.build_models(cfg)[0]
         x, y = training_inputs(name, x_train[: args.images])
         forward, training = model_flops(model)
-        step = step_seconds(name, model, x, y, cfg.batch_size)
-        grad_s, update_s, both_s = step_parts(model, x, y, cfg.batch_size)
-        products_s = dense_products_seconds(model, cfg.batch_size)
+        times = step_times(name, model, x, y, cfg.batch_size)
+        step, grad_s, update_s, both_s = (times[k] for k in ("step", "gradients", "update", "both"))
+        products_s = times.get("products")
         flops = training * cfg.batch_size
         step_rate = flops / step
         key = "gs_train" if name == "gs" else name
@@ -286,7 +304,7 @@ def main():
             print(f"    those layers alone add up to {alone_ms:.1f} ms per 1000 codes: "
                   f"{per_code * 1000 / alone_ms * 1e3 / rate:.2f} of the rate, about the most the "
                   f"decode reaches with these kernels", flush=True)
-            for batch in (100, 500, 1000, 2000):
+            for batch in (100, 200, 500, 1000, 2000):
                 for how in ("predict", "script"):
                     r, _ = decode_rate(decoder, (cfg.num_latents, cfg.classes_per_latent),
                                        batch, how=how)
