@@ -2,12 +2,12 @@
 float32 matrix-product rate.
 
 Measures, in one run, on TensorFlow:
-  - the rate of a float32 (2048 x 2048) . (2048 x 2048) matrix product, best of several, at the
-    start and again at the end (a shared machine drifts; the higher is used);
   - for each script at its default settings (its own `build_models`, compile settings and input
     pipeline, on the first --images training images): the seconds per training step, the best
-    of six epochs after the first, each epoch followed by a timing of the step's parts (below),
-    so that a slow spell of the shared machine slows them alike;
+    of six epochs after the first, each epoch followed by a timing of the rate of a float32
+    (2048 x 2048) . (2048 x 2048) matrix product and of the step's parts (below), so that a
+    slow spell of the shared machine slows them alike; the fractions are against the best
+    matrix-product rate of those rounds;
   - the floating-point work of a step, counted from the layer shapes: a Dense layer does
     2 * in * out FLOPs per image, a convolution 2 * (output pixels) * k * k * C_in * C_out, a
     transposed convolution 2 * (input pixels) * k * k * C_in * C_out. Training is forward plus
@@ -24,10 +24,11 @@ Measures, in one run, on TensorFlow:
     the backward products) in one compiled function at its shapes: about the most the
     machine's matrix-product kernels allow at those shapes;
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
-    its importance samples (one compiled call per batch of `NLL_DECODE_BATCH` codes); then,
+    its importance samples (one compiled call per batch of `NLL_DECODE_BATCH` codes), in three
+    rounds alternating with the matrix product; then,
     for comparison, in batches of 100, 200, 500, 1000 and 2000, by `predict` (the script's way
-    before) and by one compiled call per batch; and each of the decoder's layers alone, whose sum
-    is about the most the decode reaches with the machine's convolution kernels.
+    before) and by one compiled call per batch; and each of the decoder's layers alone, at
+    batches of 1000 (where a call's fixed cost is small beside its work), and their sum.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
     vae=... vmf=... gs_train=... gs_nll=... nice=...
 the fractions. Usage: python benchmarks/roofline.py [--images 6000] [--scripts vae vmf gs nice]
@@ -65,11 +66,20 @@ def best_seconds(fn, repeats):
     return min(times)
 
 
-def matmul_rate(n=2048, repeats=10):
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    product = tf.function(lambda: tf.matmul(a, b))
-    return 2 * n**3 / best_seconds(lambda: product().numpy(), repeats)
+MATMUL_N = 2048
+
+
+def matmul():
+    """A compiled float32 (MATMUL_N x MATMUL_N) . (MATMUL_N x MATMUL_N) product; it does
+    2 MATMUL_N^3 FLOPs."""
+    a = tf.random.normal((MATMUL_N, MATMUL_N))
+    b = tf.random.normal((MATMUL_N, MATMUL_N))
+    product = tf.function(lambda: tf.matmul(a, b)[:1, :1])
+    return lambda: product().numpy()
+
+
+def matmul_rate(seconds):
+    return 2 * MATMUL_N**3 / seconds
 
 
 def layer_flops(layer, first):
@@ -184,8 +194,9 @@ def step_parts(model, x, y, batch_size):
 
 def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     """Best seconds of a training step and of its parts, as a dict: "step" (an epoch by `fit`
-    at the script's settings, per step), "gradients", "update", "both" (step_parts) and, for a
-    model of Dense layers only, "products" (dense_products). In `rounds` rounds, each timing one
+    at the script's settings, per step), "matmul" (the reference product), "gradients",
+    "update", "both" (step_parts) and, for a model of Dense layers only, "products"
+    (dense_products). In `rounds` rounds, each timing one
     epoch and then each part (best of `repeats`), so that a slow spell of a shared machine
     slows them alike; each is the best over the rounds. The first epoch, which traces, is not
     timed."""
@@ -196,7 +207,7 @@ def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     # whenever a fit begins, so the timed fits go without it
     tau = [vae_keras_cnn_gs.TauAnnealing(model.get_layer("z"))] if name == "gs" else []
     model.fit(batches, epochs=1, verbose=0, callbacks=tau + callbacks)
-    parts = step_parts(model, x, y, batch_size)
+    parts = {"matmul": matmul(), **step_parts(model, x, y, batch_size)}
     products = dense_products(model, batch_size)
     if products is not None:
         parts["products"] = products
@@ -232,7 +243,7 @@ def decode_rate(decoder, classes_shape, batch=vae_keras_cnn_gs.NLL_DECODE_BATCH,
     return forward * len(codes) / seconds, forward
 
 
-def decode_layer_rates(decoder, classes_shape, batch=vae_keras_cnn_gs.NLL_DECODE_BATCH):
+def decode_layer_rates(decoder, classes_shape, batch=1000):
     """(name, ms per 1000 codes, GFLOP/s) of each layer of the decoder's forward pass that does
     counted work, timed alone in a compiled function on the previous layer's output."""
     decoder_logits = evaluation.logits_model(decoder)
@@ -259,8 +270,6 @@ def main():
     if not 1000 <= args.images <= 60_000:
         parser.error("--images must be between 1000 and 60000")
     print(f"machine: {run.machine()}", flush=True)
-    rate = matmul_rate()
-    print(f"float32 matrix product 2048^3: {rate / 1e9:.1f} GFLOP/s", flush=True)
     (x_train, _), _ = data.load_mnist()
     fractions, lines = {}, []
     for name in args.scripts:
@@ -273,11 +282,13 @@ def main():
         times = step_times(name, model, x, y, cfg.batch_size)
         step, grad_s, update_s, both_s = (times[k] for k in ("step", "gradients", "update", "both"))
         products_s = times.get("products")
+        rate = matmul_rate(times["matmul"])
         flops = training * cfg.batch_size
         step_rate = flops / step
         key = "gs_train" if name == "gs" else name
         fractions[key] = step_rate / rate
-        print(f"{name}: step {step * 1e3:.2f} ms for {flops / 1e9:.3f} GFLOP "
+        print(f"{name}: float32 matrix product {MATMUL_N}^3 at {rate / 1e9:.1f} GFLOP/s. "
+              f"Step {step * 1e3:.2f} ms for {flops / 1e9:.3f} GFLOP "
               f"({training / 1e6:.2f} MFLOP per image, forward {forward / 1e6:.2f}): "
               f"{step_rate / 1e9:.1f} GFLOP/s, {fractions[key]:.2f} of the matrix-product rate. "
               f"Gradients alone {grad_s * 1e3:.2f} ms ({flops / grad_s / rate:.2f} of the rate), "
@@ -292,29 +303,28 @@ def main():
               flush=True)
         if name == "gs":
             decoder = module.build_models(cfg)[2]
-            nll_rate, per_code = decode_rate(decoder, (cfg.num_latents, cfg.classes_per_latent))
+            classes_shape = (cfg.num_latents, cfg.classes_per_latent)
+            product, decodes = matmul(), []
+            for _ in range(3):  # alternating, as the training step's rounds
+                rate = max(rate, matmul_rate(best_seconds(product, 5)))
+                decodes.append(decode_rate(decoder, classes_shape))
+            nll_rate, per_code = max(decodes)
             fractions["gs_nll"] = nll_rate / rate
             print(f"gs NLL decode: {per_code / 1e6:.2f} MFLOP per code, {nll_rate / 1e9:.1f} "
-                  f"GFLOP/s, {fractions['gs_nll']:.2f} of the matrix-product rate", flush=True)
-            layers = decode_layer_rates(decoder, (cfg.num_latents, cfg.classes_per_latent))
-            print(f"    per layer, batches of {vae_keras_cnn_gs.NLL_DECODE_BATCH}: " + "; ".join(
-                f"{name} {ms:.1f} ms per 1000 codes, {r:.1f} GFLOP/s" for name, ms, r in layers),
+                  f"GFLOP/s, {fractions['gs_nll']:.2f} of the matrix-product rate "
+                  f"({rate / 1e9:.1f} GFLOP/s, the best over the step's and these rounds)",
+                  flush=True)
+            layers = decode_layer_rates(decoder, classes_shape)
+            print("    per layer, batches of 1000: " + "; ".join(
+                f"{name} {ms:.1f} ms per 1000 codes, {r:.1f} GFLOP/s" for name, ms, r in layers)
+                + f"; together {sum(ms for _, ms, _ in layers):.1f} ms per 1000 codes",
                 flush=True)
-            alone_ms = sum(ms for _, ms, _ in layers)
-            print(f"    those layers alone add up to {alone_ms:.1f} ms per 1000 codes: "
-                  f"{per_code * 1000 / alone_ms * 1e3 / rate:.2f} of the rate, about the most the "
-                  f"decode reaches with these kernels", flush=True)
             for batch in (100, 200, 500, 1000, 2000):
                 for how in ("predict", "script"):
-                    r, _ = decode_rate(decoder, (cfg.num_latents, cfg.classes_per_latent),
-                                       batch, how=how)
+                    r, _ = decode_rate(decoder, classes_shape, batch, how=how)
                     what = "predict" if how == "predict" else "one compiled call per batch"
                     print(f"    decode by {what}, batches of {batch}: {r / 1e9:.1f} GFLOP/s, "
                           f"{r / rate:.2f} of the rate", flush=True)
-    again = matmul_rate()
-    print(f"float32 matrix product again: {again / 1e9:.1f} GFLOP/s")
-    if again > rate:  # the fractions against the higher of the two
-        fractions = {k: v * rate / again for k, v in fractions.items()}
     order = ("vae", "vmf", "gs_train", "gs_nll", "nice")
     print(" ".join(f"{k}={fractions[k]:.2f}" for k in order if k in fractions))
 
