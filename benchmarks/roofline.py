@@ -146,7 +146,6 @@ def dense_products(model, batch):
     return lambda: products().numpy()
 
 
-
 class EpochTimer(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -196,10 +195,9 @@ def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     """Best seconds of a training step and of its parts, as a dict: "step" (an epoch by `fit`
     at the script's settings, per step), "matmul" (the reference product), "gradients",
     "update", "both" (step_parts) and, for a model of Dense layers only, "products"
-    (dense_products). In `rounds` rounds, each timing one
-    epoch and then each part (best of `repeats`), so that a slow spell of a shared machine
-    slows them alike; each is the best over the rounds. The first epoch, which traces, is not
-    timed."""
+    (dense_products). In `rounds` rounds, each timing one epoch and then each part (best of
+    `repeats`), so that a slow spell of a shared machine slows them alike; each is the best
+    over the rounds. The first epoch, which traces, is not timed."""
     batches, order = run.epoch_batches(x, y, batch_size, seed=0)
     timer = EpochTimer()
     callbacks = [order, timer]
@@ -273,7 +271,7 @@ def main():
         parser.error("--images must be between 1000 and 60000")
     print(f"machine: {run.machine()}", flush=True)
     (x_train, _), _ = data.load_mnist()
-    fractions, lines = {}, []
+    fractions = {}
     for name in args.scripts:
         module = SCRIPTS[name]
         cfg = module.Config()
