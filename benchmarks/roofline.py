@@ -74,7 +74,7 @@ def matmul():
     2 MATMUL_N^3 FLOPs."""
     a = tf.random.normal((MATMUL_N, MATMUL_N))
     b = tf.random.normal((MATMUL_N, MATMUL_N))
-    product = tf.function(lambda: tf.matmul(a, b)[:1, :1])
+    product = tf.function(lambda: tf.matmul(a, b)[:1, :1], autograph=False)
     return lambda: product().numpy()
 
 
@@ -185,7 +185,7 @@ def step_parts(model, x, y, batch_size):
         return model.optimizer.iterations
 
     grads = gradients()
-    update = tf.function(lambda: model.optimizer.apply(grads, weights))
+    update = tf.function(lambda: model.optimizer.apply(grads, weights), autograph=False)
     return {"gradients": lambda: [g.numpy() for g in gradients()[:1]],
             "update": lambda: (update(), model.optimizer.iterations.numpy()),
             "both": lambda: whole_step().numpy()}
@@ -248,10 +248,11 @@ def decode_layer_rates(decoder, classes_shape, batch=1000):
     h = tf.constant(random_codes(classes_shape, batch))
     rows = []
     for layer in decoder_logits.layers[1:]:
-        call = tf.function(lambda t, layer=layer: layer(t))
+        call = tf.function(lambda t, layer=layer: layer(t), autograph=False)
         forward, _ = layer_flops(layer, False)
         if forward:
-            first = tf.function(lambda t, layer=layer: layer(t)[:1])  # no copy of the output
+            first = tf.function(lambda t, layer=layer: layer(t)[:1],  # no copy of the output
+                                autograph=False)
             seconds = best_seconds(lambda: first(h).numpy(), 5)
             rows.append((layer.name, seconds / batch * 1e6, forward * batch / seconds / 1e9))
         h = call(h)
