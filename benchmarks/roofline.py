@@ -82,13 +82,16 @@ def matmul_rate(seconds):
     return 2 * MATMUL_N**3 / seconds
 
 
+CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
+
+
 def layer_flops(layer, first):
     """Forward FLOPs per image of a Dense or (transposed) convolution layer, and its training
     FLOPs (x 3, or x 2 for a layer fed by the data)."""
     if isinstance(layer, keras.layers.Dense):
         fin, fout = layer.kernel.shape
         forward = 2 * fin * fout
-    elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+    elif isinstance(layer, CONVOLUTIONS):
         k = np.prod(layer.kernel_size)
         c_in = layer.input.shape[-1]
         pixels = (np.prod(layer.input.shape[1:3]) if isinstance(layer, keras.layers.Conv2DTranspose)
@@ -127,7 +130,7 @@ def dense_products(model, batch):
     counted work goes with this machine's matrix-product kernels at these shapes."""
     operands = []
     for layer, first in counted_layers(model):
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+        if isinstance(layer, CONVOLUTIONS):
             return None
         if isinstance(layer, keras.layers.Dense):
             fin, fout = layer.kernel.shape
