@@ -1,9 +1,15 @@
-"""The claims table (common/claims.py): verdicts from the committed runs, by fixed rules."""
+"""The claims table (common/claims.py): each rule's verdicts, what would have produced each other
+one, the seeds a comparison needs, the quotes, and rows built from fake committed runs."""
 import json
+import re
 
 import pytest
 
 from common import claims, run
+from common.claims import (INCONCLUSIVE, MIXED, NOT_SUPPORTED, SUPPORTED, Arm, apart, combine,
+                           each_seed, lower, same)
+
+pytestmark = pytest.mark.quick
 
 
 @pytest.fixture
@@ -24,51 +30,149 @@ def publish(repo, folder, history=None, **metrics):
     run.adopt(path, names)
 
 
-def seed_study(repo, folder, histories, **per_seed):
+def seed_study(repo, folder, histories=None, **per_seed):
+    seeds = len(next(iter(per_seed.values()))) if per_seed else len(histories)
     runs = {}
-    for seed, h in enumerate(histories):
+    for seed in range(seeds):
         sub = folder if seed == 0 else f"{folder}/seeds/{seed}"
-        publish(repo, sub, h, **{k: v[seed] for k, v in per_seed.items()})
+        publish(repo, sub, histories[seed] if histories else None,
+                **{k: v[seed] for k, v in per_seed.items()})
         runs[str(seed)] = f"results/{sub}"
     (repo / "results" / folder / "seeds.json").write_text(json.dumps({"runs": runs}))
 
 
-def row(claim_start):
-    return next(l for l in claims.table().splitlines() if l.startswith(f"| {claim_start}"))
+def row(measure):
+    line = next(l for l in claims.claims_table().splitlines()
+                if any(c.measure is measure and f"`{c.commands[0]}`" in l for c in claims.CLAIMS))
+    return line
 
 
-def test_missing_runs_say_so_and_a_run_without_the_metric_counts_as_missing(repo):
-    assert row("Without the KL term").endswith("| not run yet (results/vae_keras is missing). | — |")
-    publish(repo, "vae_keras", test_nll=100.0)  # from before latent_empty_cells existed
-    publish(repo, "claims/vae_no_kl", latent_empty_cells=0.3)
-    assert "not run yet (latent_empty_cells of results/vae_keras is missing)" in row("Without")
+def verdict(line):
+    return line.rstrip(" |").rsplit("| ", 1)[1]
 
 
-@pytest.mark.parametrize("ae, vae, verdict", [(0.30, 0.10, "supported"), (0.12, 0.10, "mixed"),
-                                              (0.08, 0.10, "not supported")])
-def test_holes_rule(repo, ae, vae, verdict):
-    extra = {"latent_code_sd": [1.0, 1.0], "latent_mean_sigma": 0.1}
-    publish(repo, "vae_keras", latent_empty_cells=vae, **extra)
-    publish(repo, "claims/vae_no_kl", latent_empty_cells=ae, **extra)
-    line = row("Without the KL term")
-    assert line.endswith(f"| {verdict} |") and "](claims/vae_no_kl/latent_scatter.png)" in line
+# ---------------------------------------------------------------- the rules, each way
 
 
-@pytest.mark.parametrize("nll, verdict", [(101.0, "supported"), (102.5, "mixed"),
-                                          (110.0, "not supported")])
-def test_close_to_rule_uses_the_seed_spread(repo, nll, verdict):
-    seed_study(repo, "vae_keras", [None] * 3, test_nll=[100.0, 100.5, 101.0],
-               latent_empty_cells=[0.1] * 3, latent_mean_sigma=[0.1] * 3)
-    publish(repo, "claims/vae_eq3", test_nll=nll, latent_empty_cells=0.1, latent_mean_sigma=0.01)
-    assert row("The simple regulariser").endswith(f"| {verdict} |")
+@pytest.mark.parametrize("b, expected", [([10.0, 10.5, 11.0], SUPPORTED),
+                                         ([7.0, 7.5, 8.0], NOT_SUPPORTED),
+                                         ([8.0, 9.5, 11.0], INCONCLUSIVE)])
+def test_lower_says_which_side_of_zero_the_interval_lies(b, expected):
+    a = Arm("a", [9.0, 9.2, 9.4])
+    assert lower(a, Arm("b", b))[1] == expected
 
 
-def test_noise_kinds_against_the_blog_noise_within_ten_epochs(repo):
-    # the default seeds' first 10 epochs: best -1900, -1905, -1910; later epochs do not count
-    seed_study(repo, "nice", [[-1800 - 10 * e - s for e in range(10)] + [-3000]
-                              for s in (10, 15, 20)], best_epoch=[11, 11, 11])
-    for folder, best in (("positive", -1903.0), ("centred", -1906.0), ("gaussian", -1950.0)):
-        publish(repo, f"claims/nice_{folder}/nice", [0.0] * 9 + [best])
-    line = row("Noise on")
-    assert "[−0.01, 0] (the blog's) −1905.0 ± 5.0 (3 seeds)" in line
-    assert line.endswith("| mixed |")  # the Gaussian run lies 9 sd away
+def test_the_images_standard_error_widens_the_interval():
+    a, b = Arm("a", [9.0, 9.1, 9.2]), Arm("b", [9.6, 9.7, 9.8])
+    assert lower(a, b)[1] == SUPPORTED
+    assert lower(Arm("a", a.values, [0.5] * 3), Arm("b", b.values, [0.5] * 3))[1] == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("b, expected", [([100.5, 100.0, 100.2], SUPPORTED),     # inside ±2
+                                         ([110.0, 110.5, 111.0], NOT_SUPPORTED),  # wholly out
+                                         ([101.0, 102.0, 103.0], INCONCLUSIVE)])  # across +2
+def test_same_is_practical_equivalence_within_the_margin(b, expected):
+    a = Arm("a", [100.0, 100.2, 100.4])
+    assert same(a, Arm("b", b), margin=2.0)[1] == expected
+
+
+def test_a_significant_but_small_difference_is_still_the_same():
+    """A significance test would call these different; equivalence within ±2 calls them the same."""
+    a, b = Arm("a", [100.0, 100.01, 100.02]), Arm("b", [101.0, 101.01, 101.02])
+    assert lower(a, b)[1] == SUPPORTED and same(a, b, margin=2.0)[1] == SUPPORTED
+
+
+def test_one_seed_is_not_enough_for_a_difference():
+    with pytest.raises(claims.Missing):
+        lower(Arm("a", [1.0]), Arm("b", [2.0, 2.1, 2.2]))
+
+
+@pytest.mark.parametrize("parts, expected", [
+    ([SUPPORTED, SUPPORTED], SUPPORTED), ([NOT_SUPPORTED] * 3, NOT_SUPPORTED),
+    ([SUPPORTED, NOT_SUPPORTED], MIXED), ([SUPPORTED, INCONCLUSIVE], INCONCLUSIVE),
+    ([SUPPORTED, INCONCLUSIVE, NOT_SUPPORTED], MIXED), ([INCONCLUSIVE], INCONCLUSIVE)])
+def test_combine(parts, expected):
+    assert combine(parts) == expected
+
+
+@pytest.mark.parametrize("values, expected", [([12, 30, 11], SUPPORTED), ([9, 3, 1], NOT_SUPPORTED),
+                                              ([12, 9, 40], INCONCLUSIVE)])
+def test_each_seed(values, expected):
+    assert each_seed(values, lambda r: r >= 10) == expected
+
+
+@pytest.mark.parametrize("high, expected", [([50, 9e5, 300], SUPPORTED), ([1, 2, 3], NOT_SUPPORTED),
+                                            ([15, 9e5, 300], INCONCLUSIVE)])
+def test_apart_is_a_rank_rule(high, expected):
+    assert apart(Arm("low", [10, 20, 12]), Arm("high", high)) == expected
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_every_claim_quotes_its_post_in_chinese_with_a_translation():
+    for c in claims.CLAIMS:
+        assert re.search(r"[\u4e00-\u9fff]", c.quote), c.quote
+        assert re.search(r"[\u4e00-\u9fff]", c.section), c.section
+        assert c.english and not re.search(r"[\u4e00-\u9fff]", c.english), c.english
+    for where, words, _, _ in claims.DEPARTURES:
+        assert re.search(r"[\u4e00-\u9fff]", where + words)
+
+
+def test_missing_runs_say_so(repo):
+    line = row(claims.ae_holes)
+    assert "not run yet (results/claims/vae_kl/vae_keras is missing)" in line
+    assert verdict(line) == "—"
+
+
+def test_a_single_seed_arm_is_not_judged(repo):
+    seed_study(repo, claims.VAE, latent_empty_cells=[0.1, 0.11, 0.09],
+               latent_code_sd=[[1.0, 1.0]] * 3)
+    publish(repo, claims.NO_KL, latent_empty_cells=0.3, latent_code_sd=[9.0, 9.0])
+    assert "3 seeds of results/claims/vae_no_kl/vae_keras (it has 1)" in row(claims.ae_holes)
+
+
+@pytest.mark.parametrize("ae, expected", [([0.30, 0.28, 0.32], SUPPORTED),
+                                          ([0.05, 0.06, 0.04], NOT_SUPPORTED),
+                                          ([0.05, 0.2, 0.3], INCONCLUSIVE)])
+def test_holes_row(repo, ae, expected):
+    seed_study(repo, claims.VAE, latent_empty_cells=[0.1, 0.11, 0.09],
+               latent_code_sd=[[1.0, 1.0]] * 3)
+    seed_study(repo, claims.NO_KL, latent_empty_cells=ae, latent_code_sd=[[9.0, 9.0]] * 3)
+    line = row(claims.ae_holes)
+    assert verdict(line) == expected and "](claims/vae_no_kl/vae_keras/latent_scatter.png)" in line
+
+
+def nice_study(repo, folder, best, bound):
+    """A 10-epoch NICE study: each seed's history ends at `best`, its bound `bound`."""
+    seed_study(repo, folder, [[0.0] * 9 + [b] for b in best], test_dequantised_nll=bound,
+               test_dequantised_nll_mc_se=[0.01] * len(bound))
+
+
+@pytest.mark.parametrize("shift, expected", [(0.0, SUPPORTED), (-100.0, NOT_SUPPORTED)])
+def test_noise_row_judges_both_metrics(repo, shift, expected):
+    nice_study(repo, claims.TEN, [-1880, -1875, -1870], [3200, 3201, 3202])
+    for folder in claims.NOISE_RUNS.values():
+        nice_study(repo, folder, [-1878 + shift, -1874 + shift, -1871 + shift], [3199, 3201, 3203])
+    line = row(claims.noise_same_loss)
+    assert verdict(line) == (MIXED if expected == NOT_SUPPORTED else SUPPORTED), line
+    assert "±32.0 nats (1% of" in line
+
+
+def test_gs_row_uses_the_discrete_elbo_and_the_nll(repo):
+    def gs(name, elbo, nll):
+        seed_study(repo, claims.GS_RUNS[name], test_neg_elbo=elbo, test_nll=nll,
+                   test_neg_elbo_stderr=[1.0] * 3, test_nll_stderr=[1.0] * 3,
+                   test_relaxed_neg_elbo=[e + 1 for e in elbo])
+    gs("annealed", [130, 131, 132], [115, 115.5, 116])
+    gs("τ = 1 fixed", [140, 141, 142], [104, 104.5, 105])  # worse ELBO, better NLL
+    gs("τ = 0.1 fixed", [140, 141, 142], [125, 125.5, 126])
+    line = row(claims.annealing_needed)
+    assert verdict(line) == MIXED and "NLL: τ = 1 fixed − annealed = −11.0" in line
+
+
+def test_committed_table_has_only_known_verdicts():
+    allowed = {SUPPORTED, NOT_SUPPORTED, MIXED, INCONCLUSIVE, "—"}
+    lines = claims.claims_table().splitlines()[2:]
+    assert len(lines) == len(claims.CLAIMS)
+    assert {verdict(l) for l in lines} <= allowed
