@@ -23,7 +23,6 @@ Usage: python benchmarks/gpu_check.py [--epochs 3] [--nice-epochs 3] [--is-image
                                       [--backends tensorflow jax torch] [--budget 420]
 """
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -35,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from common import journal  # noqa: E402  no Keras: its default backend may be missing here
 
 SCRIPTS = {"vae": "vae_keras", "vmf": "vae_vmf_keras", "gs": "vae_keras_cnn_gs", "nice": "nice"}
 BLOG_NICE_SECONDS = 11  # per epoch on a GTX 1070, as the NICE post states
@@ -54,10 +54,9 @@ def probe(backend):
 
 
 def column(path, name):
-    """One column of a history.csv as floats (read here with csv: this process imports no
-    Keras, whose default backend may be missing on a GPU machine)."""
-    with open(path, newline="") as f:
-        return [float(row[name]) for row in csv.DictReader(f)]
+    """One column of a history.csv as floats (`common.journal.read_history`: this process
+    imports no Keras, whose default backend may be missing on a GPU machine)."""
+    return [float(v) for v in journal.read_history(path)[name]]
 
 
 def cpu_spread(script, epochs):

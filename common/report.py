@@ -11,7 +11,7 @@ import sys
 
 from pathlib import Path
 
-from common import claims
+from common import claims, journal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -140,13 +140,11 @@ def cell(m, seeds, key, digits):
 def read_run(folder):
     """(metrics, seed study or None, number of seeds) of the run in results/<folder>, its
     metrics.json checked against its manifest; None if there is no such run."""
-    from common import run
-
     path = REPO / "results" / folder / "metrics.json"
     if not path.exists():
         return None
     seeds = seed_summary(folder)
-    return (json.loads(run.read_published(path.parent, path.name)), seeds,
+    return (json.loads(journal.read_published(path.parent, path.name)), seeds,
             len(seeds["seeds"]) if seeds else 1)
 
 
@@ -207,14 +205,13 @@ REFERENCES = [
 def seed_values(folder, epoch, key):
     """Each seed's value of `key`: from metrics.json, or after `epoch` from its history.csv
     ("best_val_loss": the lowest validation loss of the first `epoch` epochs)."""
-    from common.run import read_history
-
     summary = seed_summary(folder)
     if summary is None:
         return None
     if epoch is None:
         return summary["metrics"][key]["values"]
-    histories = [read_history(REPO / path / "history.csv") for path in summary["runs"].values()]
+    histories = [journal.read_history(REPO / path / "history.csv")
+                 for path in summary["runs"].values()]
     if any(len(h["val_loss"]) < epoch for h in histories):
         return None  # a run shorter than the reference's epoch
     if key == "best_val_loss":

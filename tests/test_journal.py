@@ -3,6 +3,8 @@
 Each test names the class of fault it covers (the numbers of the issue that listed them). A kill
 at an exact moment is simulated by a hook that raises `Killed`, a BaseException that no handler
 of the project catches, at the n-th call of an operation, leaving the files as a SIGKILL would.
+The last tests check that `common.journal` imports and works with Keras, TensorFlow and NumPy
+blocked, so that the tools that only read committed results need none of them.
 """
 import json
 import os
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 
 import vae_keras
-from common import plotting, run, seeds
+from common import journal, plotting, run, seeds
 from simulate import KillAt, lock_holder
 
 
@@ -117,7 +119,7 @@ def test_a_kill_between_the_publishing_renames_is_completed_by_the_next_run(tmp_
 def test_a_kill_after_the_partial_history_is_removed_does_not_lose_the_run(tmp_path,
                                                                          monkeypatch):
     out = tmp_path / "run"
-    kill_at(monkeypatch, run, "clear_backup", 1)  # just after history.partial.csv is removed
+    kill_at(monkeypatch, journal, "clear_backup", 1)  # just after history.partial.csv is removed
     with pytest.raises(Killed):
         vae_keras.main(quick(out))
     monkeypatch.undo()
@@ -413,3 +415,31 @@ def test_data_that_is_a_pipe_or_a_link_loop_says_what_it_is(tmp_path):
         with pytest.raises(SystemExit) as stop:
             run.load_data(run.RunConfig(data=str(data)))
         assert said in one_line_error(stop)
+
+
+# The journal without the libraries: `python -m common.report --check` and the benchmarks read
+# committed results through it
+BLOCKED = ("import sys; sys.modules['keras'] = None; sys.modules['tensorflow'] = None; "
+           "sys.modules['numpy'] = None; ")
+
+
+def blocked(code, cwd):
+    """Run `code` in a new Python with Keras, TensorFlow and NumPy made unimportable."""
+    return subprocess.run([sys.executable, "-c", BLOCKED + code], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(run.REPO)})
+
+
+def test_the_journal_needs_no_keras_tensorflow_or_numpy(tmp_path):
+    child = blocked("import common.journal", run.REPO)
+    assert child.returncode == 0, child.stderr[-2000:]
+    # and it works so: a file written, published by a manifest, read back checked against it
+    child = blocked("from common import journal; journal.write_json('metrics.json', {'x': 1}); "
+                    "journal.adopt('.', ['metrics.json']); "
+                    "print(journal.read_published('.', 'metrics.json'), end='')", tmp_path)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert json.loads(child.stdout) == {"x": 1}
+
+
+def test_the_blocked_import_check_catches_a_module_that_imports_keras():
+    child = blocked("import common.run", run.REPO)  # common.run imports Keras
+    assert child.returncode != 0 and "ModuleNotFoundError" in child.stderr, child.stderr[-2000:]
