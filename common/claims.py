@@ -23,6 +23,8 @@ import re
 import statistics
 from pathlib import Path
 
+from common import journal
+
 REPO = Path(__file__).resolve().parent.parent
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 MIN_SEEDS = 3
@@ -44,12 +46,10 @@ class Missing(Exception):
 
 def metrics(folder):
     """results/<folder>/metrics.json, checked against its manifest."""
-    from common import run
-
     path = REPO / "results" / folder
     if not (path / "metrics.json").exists():
         raise Missing(f"results/{folder}")
-    return Metrics(folder, json.loads(run.read_published(path, "metrics.json")))
+    return Metrics(folder, json.loads(journal.read_published(path, "metrics.json")))
 
 
 class Metrics(dict):
@@ -64,12 +64,10 @@ class Metrics(dict):
 
 
 def history(folder):
-    from common import run
-
     path = REPO / "results" / folder / "history.csv"
     if not path.exists():
         raise Missing(f"results/{folder}")
-    return run.read_history(path)
+    return journal.read_history(path)
 
 
 def seed_runs(folder, need=1):
