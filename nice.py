@@ -24,8 +24,10 @@ width: an upper bound on the discrete NLL, its Monte Carlo error stated.
 Deviations from the original:
 - Keras 3: every operation (shuffle, split/merge, coupling, scale) is a layer called
   with `inverse=True`, so the generator is the encoder's own layers run backwards.
-- Beyond the blog: the dequantised test NLL and bits per dimension, sample statistics (pixels
-  clipped, background level), the map of exp(-s), latent interpolations, variants for the
+- Beyond the blog: the dequantised test NLL and bits per dimension, plain and importance-weighted
+  (`test_iw_nll`, K = --iw-draws, for bins above, around and below each pixel), sample statistics
+  (pixels clipped, background level, the Frechet distance to the test set for sampling stds 0.5
+  to 1.1), the map of exp(-s), latent interpolations, variants for the
   post's claims (`--noise-kind`, `--forward eq7`, `--shuffle none`) and an optional bfloat16
   mixed-precision mode (`--precision`).
 - Speed: Adam's update runs as TensorFlow's fused kernel (`FusedAdam`, same arithmetic as Keras'
@@ -47,6 +49,9 @@ GAUSS_CONST = 0.5 * ORIGINAL_DIM * math.log(2 * math.pi)  # 720.448 nats, left o
 MAX_WEIGHTS = 300_000_000  # 1.2 GB of float32, 3.6 GB with Adam's two moments
 NOISE_KINDS = ("negative", "positive", "centred", "gaussian")
 LEVELS = 255  # pixel values k = 0..255 are the points k / 255: bins of width 1 / 255
+# where the bin of pixel k lies: [k + offset, k + offset + 1) / 255; the plain bound uses "above"
+BIN_OFFSETS = {"above": 0.0, "centred": -0.5, "below": -1.0}
+SWEEP_STDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0, 1.1)  # sampling stds scored against the test set
 STEPS_PER_EXECUTION = 20  # training steps per compiled call (TensorFlow and JAX)
 
 
@@ -74,6 +79,8 @@ class Config(run.RunConfig):
     learning_rate: float = run.arg(1e-3, "Adam learning rate", gt=0.0, le=1.0)
     dequantisation_draws: int = run.arg(10, "uniform noise draws per test image for the "
                                         "dequantised NLL and bits/dim", ge=1, le=1000)
+    iw_draws: int = run.arg(32, "uniform noise draws per test image for the importance-weighted "
+                            "dequantised NLL (0: skip it)", ge=0, le=1000)
     precision: str = run.arg("float32", "float32, or bfloat16 for the coupling networks' matrix "
                              "products (weights and the flow's sums stay float32); faster only "
                              "on CPUs with AMX or AVX512-BF16",
@@ -344,6 +351,66 @@ def dequantised_nll(neg_log_density_fn, pixels, levels, draws, rng):
     return per_image, float(np.sqrt(draw_var.sum()) / n)
 
 
+def iw_dequantised_nll(neg_log_density_fn, pixels, levels, draws, rng, offsets=BIN_OFFSETS):
+    """The importance-weighted dequantised bound, for each bin placement of `offsets`.
+
+    With K draws u_1..u_K ~ U(0, 1)^D, one per image and draw, shared by the placements:
+    -log P(k) <= -log (1/K) sum_j p((k + offset + u_j) / levels) + D log(levels) in expectation;
+    K = 1 is the plain bound, and as K grows the figure falls to -log P(k) itself, P being the
+    density's mass on the bins [k + offset, k + offset + 1) / levels. Returns {placement:
+    {"nll": mean over images at K = draws, "mc_se": its Monte Carlo error over the draws (delta
+    method), "image_se": the standard error over the images, "by_draws": {K: mean} for K = 1,
+    2, 4, ... up to draws, from the same draws}}.
+    """
+    pixels = np.asarray(pixels, np.float64)
+    n, dim = pixels.shape
+    log_p = {name: np.empty((draws, n)) for name in offsets}
+    for d in range(draws):
+        u = rng.random(pixels.shape)
+        for name, offset in offsets.items():
+            log_p[name][d] = -neg_log_density_fn(((pixels + offset + u) / levels).astype("float32"))
+    counts = sorted({*(2 ** i for i in range(int(math.log2(draws)) + 1)), draws})
+    out = {}
+    for name, lp in log_p.items():
+        def bound(k):
+            top = lp[:k].max(0)
+            return -(top + np.log(np.mean(np.exp(lp[:k] - top), 0))) + dim * math.log(levels)
+        per_image = bound(draws)
+        ratio = np.exp(lp - lp.max(0))
+        ratio /= ratio.mean(0)  # w_j / mean(w): var(log mean w) ~ var(ratio) / K
+        mc_var = ratio.var(0, ddof=1) / draws if draws > 1 else np.full(n, np.nan)
+        out[name] = {"nll": float(per_image.mean()), "mc_se": float(np.sqrt(mc_var.sum()) / n),
+                     "image_se": evaluation.standard_error(per_image),
+                     "by_draws": {str(k): float(bound(k).mean()) for k in counts}}
+    return out
+
+
+def frechet_distance(a, b):
+    """Frechet distance between Gaussians fitted to the rows of a and of b (pixel space):
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov_a)
+    root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    return float(np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+                 - 2 * np.sum(np.sqrt(np.clip(cross, 0, None))))
+
+
+def std_sweep(generator, x_test, rng, stds=SWEEP_STDS, n=10000):
+    """For each sampling std, the Frechet distance in pixel space between n samples at
+    z ~ N(0, std^2 I), clipped to [0, 1] as the figures show them, and the test images. Too small
+    a std gives samples too alike (a covariance too small), too large a noisy one: the distance
+    can prefer any std of the grid."""
+    fd = {}
+    for std in stds:
+        z = (rng.standard_normal((n, ORIGINAL_DIM)) * std).astype("float32")
+        x = np.concatenate([evaluation.infer(generator, z[i:i + 1000], np.float32)
+                            for i in range(0, n, 1000)])
+        fd[f"{std:g}"] = frechet_distance(np.clip(x, 0, 1), x_test)
+    return {"sample_fd_by_std": fd, "sample_fd_best_std": float(min(fd, key=fd.get))}
+
+
 def test_metrics(encoder, x_test, test_loss, cfg, rng):
     """-log p at x / 255 (the blog's test loss + 720.448), and the dequantised NLL (nats) and
     bits/dim, which bound the test images' discrete NLL."""
@@ -352,12 +419,21 @@ def test_metrics(encoder, x_test, test_loss, cfg, rng):
     bound, se = dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
                                 cfg.dequantisation_draws, rng)
     bits = dim * math.log(2)
-    return {"test_neg_log_density": test_loss + GAUSS_CONST,
-            "test_dequantised_nll": float(bound.mean()),
-            "test_dequantised_nll_mc_se": se,
-            "test_dequantised_bits_per_dim": float(bound.mean() / bits),
-            "test_dequantised_bits_per_dim_mc_se": se / bits,
-            "dequantisation_draws": cfg.dequantisation_draws}
+    metrics = {"test_neg_log_density": test_loss + GAUSS_CONST,
+               "test_dequantised_nll": float(bound.mean()),
+               "test_dequantised_nll_mc_se": se,
+               "test_dequantised_nll_image_se": evaluation.standard_error(bound),
+               "test_dequantised_bits_per_dim": float(bound.mean() / bits),
+               "test_dequantised_bits_per_dim_mc_se": se / bits,
+               "dequantisation_draws": cfg.dequantisation_draws}
+    if cfg.iw_draws:
+        print(f"importance-weighted bound: {cfg.iw_draws} draws x {len(BIN_OFFSETS)} bin placements")
+        iw = iw_dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
+                                cfg.iw_draws, rng)
+        metrics.update({"iw_draws": cfg.iw_draws, "test_iw_nll": iw["above"]["nll"],
+                        "test_iw_bits_per_dim": iw["above"]["nll"] / bits,
+                        "test_iw_nll_by_bins": iw})
+    return metrics
 
 
 def sample_statistics(generator, std, rng, n=10000):
@@ -442,6 +518,7 @@ def main(argv=None, callbacks=()):
         **{f"sample_{k}": v for k, v in samples[cfg.sample_std].items()},
         **{f"sample_std1_{k}": v for k, v in samples[1.0].items()},
         **scale_metrics(encoder, x_train, stage),
+        **std_sweep(generator, x_test, rng),
         "precision": cfg.precision,
     }
     return run.finish(out, encoder, metrics, evaluation_started)

@@ -38,7 +38,8 @@ Deviations from the original:
   against a categorical KL and so bounds nothing; the discrete -ELBO bounds the discrete NLL.
 - For the post's claims: `--relaxation softmax` anneals a plain softmax (no Gumbel noise), and
   `--gradient-draws N` measures the variance of the score-function (REINFORCE) gradient against
-  the reparameterised one on the trained encoder and decoder.
+  the reparameterised one on the trained encoder and decoder, and the reparameterised
+  gradient's size at taus from 1 to 0.01.
 """
 import dataclasses
 import math
@@ -146,6 +147,7 @@ class GumbelSoftmax(layers.Layer):
 
 
 GRADIENT_IMAGES = 100  # test images for --gradient-draws
+TAU_GRID = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)  # taus at which --gradient-draws measures norms
 # codes per compiled call when the NLL decodes its samples: faster than batches of 1000 in
 # benchmarks/roofline.py's comparison, and the logits are the same to the bit
 NLL_DECODE_BATCH = 100
@@ -338,28 +340,39 @@ def gradient_estimates(decoder_logits, x, logits, g, taus):
 def gradient_variances(encoder, decoder, x, draws, taus, rng):
     """For each image, the variance of each logit's estimate (gradient_estimates) over `draws`
     estimates, summed over the logits. Returns the mean over images: (REINFORCE's, [the
-    reparameterised one's at each tau])."""
+    reparameterised one's at each tau], and for each tau the reparameterised estimates' norms:
+    {"median": the median over images and draws of one estimate's norm, "mean": their mean,
+    "of_mean": the mean over images of the norm of the estimates' mean})."""
     decoder_logits = evaluation.logits_model(decoder)
     logits = evaluation.infer(encoder, x)
-    reinforce, reparam = [], []
+    reinforce, reparam, norms, mean_norms = [], [], [], []
     for xi, li in zip(x, logits):
         r, rp = gradient_estimates(decoder_logits, xi, li, rng.gumbel(size=(draws, *li.shape)),
                                    taus)
         reinforce.append(r.var(0, ddof=1).sum())
         reparam.append([e.var(0, ddof=1).sum() for e in rp])
-    return float(np.mean(reinforce)), np.mean(reparam, axis=0).tolist()
+        norms.append([np.sqrt(np.sum(e.astype(np.float64) ** 2, axis=(1, 2))) for e in rp])
+        mean_norms.append([np.linalg.norm(e.astype(np.float64).mean(0)) for e in rp])
+    norms = np.asarray(norms)  # (images, taus, draws)
+    summary = [{"median": float(np.median(norms[:, t])), "mean": float(norms[:, t].mean()),
+                "of_mean": float(np.mean(np.asarray(mean_norms)[:, t]))}
+               for t in range(len(taus))]
+    return float(np.mean(reinforce)), np.mean(reparam, axis=0).tolist(), summary
 
 
 def gradient_metrics(encoder, decoder, x, cfg, final_tau, rng):
     """gradient_variances at tau = --tau-max and at the run's final tau, and the ratios."""
     print(f"gradient variances: {len(x)} images x {cfg.gradient_draws} draws")
     taus = {"tau_max": cfg.tau_max, "final_tau": final_tau}
-    reinforce, reparam = gradient_variances(encoder, decoder, x, cfg.gradient_draws,
-                                            list(taus.values()), rng)
+    grid = [tau for tau in TAU_GRID if tau not in taus.values()]
+    reinforce, reparam, norms = gradient_variances(encoder, decoder, x, cfg.gradient_draws,
+                                                   [*taus.values(), *grid], rng)
     metrics = {"gradient_images": len(x), "gradient_draws": cfg.gradient_draws,
                "grad_var_reinforce": reinforce}
     for name, var in zip(taus, reparam):
         metrics.update({f"grad_var_reparam_{name}": var, f"grad_var_ratio_{name}": reinforce / var})
+    by_tau = dict(zip([*taus.values(), *grid], norms))
+    metrics["grad_norm_by_tau"] = {f"{tau:g}": by_tau[tau] for tau in sorted(by_tau, reverse=True)}
     return metrics
 
 

@@ -68,6 +68,20 @@ METRICS = {
     "test_dequantised_bits_per_dim": "NICE: test_dequantised_nll / (784 ln 2)",
     "test_dequantised_bits_per_dim_mc_se": "NICE: Monte Carlo standard error of the bits/dim",
     "dequantisation_draws": "NICE: draws of u per test image",
+    "test_dequantised_nll_image_se": "NICE: standard error of test_dequantised_nll over the test "
+                                     "images",
+    "iw_draws": "NICE: draws K of u per test image for the importance-weighted bound",
+    "test_iw_nll": "NICE: importance-weighted dequantised bound, -log (1/K) sum_k p((pixel + u_k) "
+                   "/ 255) + 784 ln 255, mean over the test images: an upper bound on their "
+                   "discrete NLL that falls towards it as K grows, nats",
+    "test_iw_bits_per_dim": "NICE: test_iw_nll / (784 ln 2)",
+    "test_iw_nll_by_bins": "NICE: the importance-weighted bound for bins above ([k, k + 1) / 255), "
+                           "around and below each pixel value, each with its Monte Carlo error "
+                           "over the draws, its standard error over the images, and its value "
+                           "at K = 1, 2, 4, ... from the same draws",
+    "sample_fd_by_std": "NICE: Frechet distance in pixel space between 10,000 clipped samples at "
+                        "each sampling std and the 10,000 test images (lower: closer)",
+    "sample_fd_best_std": "NICE: the sampling std of the lowest sample_fd_by_std",
     "sample_below_zero": "NICE: fraction of sample pixels below 0 before clipping (z at "
                          "--sample-std, 10,000 samples)",
     "sample_above_one": "NICE: fraction of sample pixels above 1 before clipping",
@@ -93,6 +107,9 @@ METRICS = {
     "grad_var_ratio_tau_max": "grad_var_reinforce / grad_var_reparam_tau_max",
     "grad_var_reparam_final_tau": "the reparameterised estimate's variance at the final tau",
     "grad_var_ratio_final_tau": "grad_var_reinforce / grad_var_reparam_final_tau",
+    "grad_norm_by_tau": "Gumbel-Softmax: for each tau, the reparameterised estimates' norms "
+                        "(over logits): median and mean over images and draws, and the mean over "
+                        "images of the norm of their mean over draws",
     "final_tau": "Gumbel-Softmax: tau of the last training batch",
     "precision": "NICE: float32 or bfloat16 matrix products",
     "trainable_params": "trained weights",

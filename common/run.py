@@ -246,7 +246,7 @@ class StopOnNaN(keras.callbacks.Callback):
 
 # settings that may change between an interrupted run and its resume
 NOT_TRAINING = ("out_dir", "data", "load", "epochs", "is_images", "is_samples", "sample_std",
-                "dequantisation_draws", "gradient_draws")
+                "dequantisation_draws", "iw_draws", "gradient_draws")
 # settings that --load may change: those, except the epochs it was trained for
 LOAD_MAY_CHANGE = tuple(k for k in NOT_TRAINING if k != "epochs")
 

@@ -309,6 +309,30 @@ def test_gradient_estimators_against_exact_gradients():
     assert reinforce.var(0).sum() > reparam[:1000].var(0).sum()
 
 
+def test_gradient_norms_per_tau_summarise_the_estimates():
+    """`gradient_metrics` reports, for the run's taus and every tau of TAU_GRID, the norms of the
+    same reparameterised estimates whose variances it reports: recomputed here from
+    `gradient_estimates` with the same draws, and the norm of the mean never above the mean norm."""
+    encoder, decoder = small_discrete_model(2, 3)
+    x = binary_images(2, seed=5)
+    cfg = gs.Config(gradient_draws=50, num_latents=2, classes_per_latent=3)
+    metrics = gs.gradient_metrics(encoder, decoder, x, cfg, 0.3, np.random.default_rng(6))
+    by_tau = metrics["grad_norm_by_tau"]
+    assert list(by_tau) == ["1", "0.5", "0.3", "0.2", "0.1", "0.05", "0.02", "0.01"]
+    taus = [cfg.tau_max, 0.3, *[t for t in gs.TAU_GRID if t not in (cfg.tau_max, 0.3)]]
+    rng = np.random.default_rng(6)
+    decoder_logits = evaluation.logits_model(decoder)
+    norms = {t: [] for t in taus}
+    for xi, li in zip(x, evaluation.infer(encoder, x)):
+        _, rp = gs.gradient_estimates(decoder_logits, xi, li, rng.gumbel(size=(50, *li.shape)), taus)
+        for t, e in zip(taus, rp):
+            norms[t].append(np.sqrt(np.sum(e.astype(np.float64) ** 2, axis=(1, 2))))
+    for t in taus:
+        assert by_tau[f"{t:g}"]["median"] == pytest.approx(np.median(norms[t]), rel=1e-6)
+        assert by_tau[f"{t:g}"]["mean"] == pytest.approx(np.mean(norms[t]), rel=1e-6)
+        assert by_tau[f"{t:g}"]["of_mean"] <= by_tau[f"{t:g}"]["mean"] * (1 + 1e-9)
+
+
 # ---------------------------------------------------------------- the script
 
 
