@@ -34,6 +34,7 @@ DEFAULT_SEEDS = {"vae_keras": 5, "vae_vmf_keras": 5, "vae_keras_cnn_gs": 3, "nic
 EXTRA_SEED_IS_IMAGES = {"vae_keras_cnn_gs": 2000}
 SUMMARISED = ("final_val_loss", "best_val_loss", "best_epoch", "test_loss", "test_neg_elbo",
               "test_nll", "test_dequantised_nll", "test_dequantised_bits_per_dim",
+              "test_iw_nll", "test_iw_bits_per_dim", "sample_fd_best_std",
               "seconds_per_epoch")
 IGNORED = ("out_dir", "load", "data")  # config fields that may differ between equal runs
 LOSS_LABEL = {"nice": "validation loss (nats, without 720.448)"}

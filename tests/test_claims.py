@@ -43,7 +43,7 @@ def seed_study(repo, folder, histories=None, **per_seed):
 
 def row(measure):
     line = next(l for l in claims.claims_table().splitlines()
-                if any(c.measure is measure and f"`{c.commands[0]}`" in l for c in claims.CLAIMS))
+                if any(c.measure is measure and c.quote in l for c in claims.CLAIMS))
     return line
 
 
@@ -167,8 +167,48 @@ def test_gs_row_uses_the_discrete_elbo_and_the_nll(repo):
     gs("annealed", [130, 131, 132], [115, 115.5, 116])
     gs("τ = 1 fixed", [140, 141, 142], [104, 104.5, 105])  # worse ELBO, better NLL
     gs("τ = 0.1 fixed", [140, 141, 142], [125, 125.5, 126])
+    for name, elbo, nll in (("annealed", [130, 131, 132], [113, 113.5, 114]),
+                            ("τ = 1 fixed", [131, 132, 133], [110, 110.5, 111])):
+        seed_study(repo, claims.GS_30[name], test_neg_elbo=elbo, test_nll=nll,
+                   test_neg_elbo_stderr=[1.0] * 3, test_nll_stderr=[1.0] * 3)
     line = row(claims.annealing_needed)
     assert verdict(line) == MIXED and "NLL: τ = 1 fixed − annealed = −11.0" in line
+    assert "NLL: τ = 1 fixed − annealed = −3.0" in line  # the 30-epoch pair
+
+
+def norms(at_1, at_001):
+    """grad_norm_by_tau with the given median and of_mean at τ = 1 and τ = 0.01."""
+    return {"1": {"median": at_1, "mean": at_1, "of_mean": at_1},
+            "0.1": {"median": 1.0, "mean": 1.0, "of_mean": 1.0},
+            "0.01": {"median": at_001, "mean": at_001, "of_mean": at_001}}
+
+
+@pytest.mark.parametrize("small_tau, expected", [([0.05, 0.08, 0.09], SUPPORTED),
+                                                 ([2.0, 3.0, 5.0], NOT_SUPPORTED),
+                                                 ([0.05, 0.5, 2.0], INCONCLUSIVE)])
+def test_gradient_row_asks_for_a_tenfold_fall(repo, small_tau, expected):
+    """The gradient 'vanishes' only if every seed's falls at least tenfold from τ = 1 to 0.01;
+    a rise in every seed is the opposite finding."""
+    seed_study(repo, claims.GS_30["τ = 1 fixed"], grad_norm_by_tau=[norms(1.0, t) for t in small_tau],
+               gradient_draws=[200] * 3, gradient_images=[100] * 3)
+    assert verdict(row(claims.gradient_vanishes)) == expected
+
+
+def sweep(best, fd_075, fd_1):
+    return {"sample_fd_best_std": best,
+            "sample_fd_by_std": {"0.5": 50.0, "0.75": fd_075, "1": fd_1, "1.1": 60.0}}
+
+
+@pytest.mark.parametrize("seeds, expected", [
+    ([sweep(0.8, 20, 30), sweep(0.75, 21, 31), sweep(0.9, 19, 29)], SUPPORTED),
+    ([sweep(0.5, 20, 30), sweep(0.5, 21, 31), sweep(0.6, 19, 29)], MIXED),  # 0.75 beats 1 only
+    ([sweep(1.0, 40, 30), sweep(1.1, 41, 31), sweep(1.0, 39, 29)], NOT_SUPPORTED),
+    ([sweep(0.8, 20, 30), sweep(1.0, 21, 31), sweep(0.9, 19, 29)], INCONCLUSIVE)])
+def test_std_sweep_row_can_prefer_any_std(repo, seeds, expected):
+    """The best std is whatever the sweep finds: a little below 1 (supported), well below or at
+    and above 1 (not supported), or not the same in every seed (inconclusive)."""
+    seed_study(repo, "nice", **{k: [s[k] for s in seeds] for k in seeds[0]})
+    assert verdict(row(claims.std_sweep)) == expected
 
 
 def test_committed_table_has_only_known_verdicts():
