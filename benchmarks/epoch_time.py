@@ -38,12 +38,10 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # this process only reads histories
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-SCRIPTS = {  # short name: (script, flags that cut the evaluation after training short)
-    "vae": ("vae_keras.py", ["--is-images", "2", "--is-samples", "10"]),
-    "vmf": ("vae_vmf_keras.py", ["--is-images", "2", "--is-samples", "10"]),
-    "gs": ("vae_keras_cnn_gs.py", ["--is-images", "2", "--is-samples", "10"]),
-    "nice": ("nice.py", []),
-}
+from common import catalog  # noqa: E402
+
+# short name: (script, flags that cut the evaluation after training short)
+SCRIPTS = {s.short: (s.file, list(s.quick_eval_flags)) for s in catalog.SCRIPTS}
 CONFIGS = {"plain": ["--plain-keras"], "defaults": []}
 OTHER_BACKENDS = ("jax", "torch")  # each a configuration: the defaults on that Keras backend
 BACKEND = {"plain": "tensorflow", "defaults": "tensorflow", **{b: b for b in OTHER_BACKENDS}}

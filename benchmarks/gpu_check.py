@@ -34,9 +34,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from common import journal  # noqa: E402  no Keras: its default backend may be missing here
+from common import catalog, journal  # noqa: E402  no Keras: its default backend may be missing here
 
-SCRIPTS = {"vae": "vae_keras", "vmf": "vae_vmf_keras", "gs": "vae_keras_cnn_gs", "nice": "nice"}
+SCRIPTS = {s.short: s.name for s in catalog.SCRIPTS}
 BLOG_NICE_SECONDS = 11  # per epoch on a GTX 1070, as the NICE post states
 PROBE = ("import keras, sys\n"
          "from common.run import accelerator\n"

@@ -47,13 +47,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import nice  # noqa: E402
-import vae_keras  # noqa: E402
-import vae_keras_cnn_gs  # noqa: E402
-import vae_vmf_keras  # noqa: E402
-from common import data, evaluation, run  # noqa: E402
+import importlib  # noqa: E402
 
-SCRIPTS = {"vae": vae_keras, "vmf": vae_vmf_keras, "gs": vae_keras_cnn_gs, "nice": nice}
+from common import catalog, data, evaluation, run  # noqa: E402
+
+SCRIPTS = {s.short: importlib.import_module(s.name) for s in catalog.SCRIPTS}
 
 
 def best_seconds(fn, repeats):
@@ -206,7 +204,7 @@ def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     callbacks = [order, timer]
     # the tau schedule is traced into the step by the first fit; its callback retraces the step
     # whenever a fit begins, so the timed fits go without it
-    tau = [vae_keras_cnn_gs.TauAnnealing(model.get_layer("z"))] if name == "gs" else []
+    tau = [SCRIPTS["gs"].TauAnnealing(model.get_layer("z"))] if name == "gs" else []
     model.fit(batches, epochs=1, verbose=0, callbacks=tau + callbacks)
     parts = {"matmul": matmul(), **step_parts(model, x, y, batch_size)}
     products = dense_products(model, batch_size)
@@ -228,7 +226,7 @@ def random_codes(classes_shape, count):
     return np.eye(classes, dtype="float32")[rng.integers(classes, size=(count, latents))]
 
 
-def decode_rate(decoder, classes_shape, batch=vae_keras_cnn_gs.NLL_DECODE_BATCH,
+def decode_rate(decoder, classes_shape, batch=SCRIPTS["gs"].NLL_DECODE_BATCH,
                 codes_count=5000, how="script"):
     """FLOP/s of decoding one-hot codes to logits: as the script does
     (`evaluation.predict_in_batches`, one compiled call per batch of `batch` codes), or

@@ -11,7 +11,7 @@ import sys
 
 from pathlib import Path
 
-from common import claims, journal
+from common import catalog, claims, journal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -19,12 +19,10 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 COMPARE_START, COMPARE_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 BENCH_START, BENCH_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 
-# (results folder, label, blog's figure for its own loss)
+# (results folder, label, blog's figure for its own loss): each script of the catalog, then
+# the other settings the tables show
 MODELS = [
-    ("vae_keras", "Gaussian VAE, `vae_keras.py`", "none given"),
-    ("vae_vmf_keras", "vMF-VAE, `vae_vmf_keras.py`", "none given"),
-    ("vae_keras_cnn_gs", "Gumbel-Softmax VAE, `vae_keras_cnn_gs.py`", "none given"),
-    ("nice", "NICE, `nice.py`", "about −2200 within 20 epochs; 11 s/epoch on a GTX 1070"),
+    *[(s.name, f"{s.label}, `{s.file}`", s.blog) for s in catalog.SCRIPTS],
     ("claims/noiseless/nice", "NICE without noise, `nice.py --noise 0`", "—"),
     ("nice_precision/float32", "NICE in float32, twin of the bfloat16 run", "—"),
     ("nice_precision/bfloat16", "NICE in bfloat16, `nice.py --precision bfloat16`", "—"),
@@ -208,10 +206,8 @@ def table():
 
 # Figures of other runs to hold our seeds against: (results folder, what, epoch or None for the
 # value in metrics.json, metric key, source, values).
-ORIGINAL = "the original Keras 2 script under TensorFlow 2.15, two unseeded runs"
-ORIGINAL_NICE = {5: [-1381.9, -1379.8], 8: [-1737.8, -1732.5], 10: [-1872.7, -1871.8],
-                 12: [-1937.8, -1934.1], 15: [-1949.1, -1944.3], 16: [-1948.7, -1946.6]}
-ORIGINAL_GS = [61.55, 62.81]  # after its 30th and last epoch
+ORIGINAL = catalog.ORIGINAL
+ORIGINAL_NICE = catalog.get("nice").original
 REFERENCES = [
     ("nice", "best test loss", None, "best_val_loss", "the blog (\"about\", within 20 epochs)",
      [-2200.0]),
@@ -220,7 +216,7 @@ REFERENCES = [
     *[("nice", f"test loss after epoch {e}", e, "val_loss", ORIGINAL, v)
       for e, v in ORIGINAL_NICE.items()],
     ("vae_keras_cnn_gs", "test loss after the last epoch (30)", None, "final_val_loss", ORIGINAL,
-     ORIGINAL_GS),
+     catalog.get("vae_keras_cnn_gs").original[30]),
 ]
 
 
@@ -297,8 +293,7 @@ def summary_row(folder, label, blog):
             f"{'<br>'.join(original) or 'not rerun'} | {nll} | {run_minutes(m)} |")
 
 
-SUMMARY = [("vae_keras", "Gaussian VAE"), ("vae_vmf_keras", "vMF-VAE"),
-           ("vae_keras_cnn_gs", "Gumbel-Softmax VAE"), ("nice", "NICE"),
+SUMMARY = [*[(s.name, s.label) for s in catalog.SCRIPTS],
            ("claims/noiseless/nice", "NICE without noise (`--noise 0`)")]
 
 

@@ -24,23 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
-from common import plotting, report, run  # noqa: E402
+from common import catalog, plotting, run  # noqa: E402
 
 sys.path.insert(0, str(run.REPO))  # the model scripts, imported to read their settings
 
-SCRIPTS = ("vae_keras", "vae_vmf_keras", "vae_keras_cnn_gs", "nice")
-DEFAULT_SEEDS = {"vae_keras": 5, "vae_vmf_keras": 5, "vae_keras_cnn_gs": 3, "nice": 3}
-# the Gumbel-Softmax NLL takes longer than training: the extra seeds estimate it on fewer images
-EXTRA_SEED_IS_IMAGES = {"vae_keras_cnn_gs": 2000}
 SUMMARISED = ("final_val_loss", "best_val_loss", "best_epoch", "test_loss", "test_neg_elbo",
               "test_nll", "test_dequantised_nll", "test_dequantised_bits_per_dim",
               "test_iw_nll", "test_iw_bits_per_dim", "sample_fd_best_std",
               "seconds_per_epoch")
 IGNORED = ("out_dir", "load", "data")  # config fields that may differ between equal runs
-LOSS_LABEL = {"nice": "validation loss (nats, without 720.448)"}
-ZOOM_FROM_EPOCH = {"nice": 10}
-MARKS = {"nice": report.ORIGINAL_NICE,  # the original script's runs, where they were reported
-         "vae_keras_cnn_gs": {30: report.ORIGINAL_GS}}
 
 
 def run_dir(root, script, seed):
@@ -55,11 +47,16 @@ def shown(path):
         return str(path.resolve())
 
 
-def run_args(root, script, seed, extra=(), is_images=None):
-    args = [*extra, "--seed", str(seed), "--out-dir", shown(run_dir(root, script, seed))]
-    if seed != 0 and is_images and not any(a.startswith("--is-images") for a in extra):
-        args += ["--is-images", str(is_images)]
-    return args
+def run_args(root, script, seed, extra=()):
+    """The script's flags for one seed: `extra`, then the catalog's flags for seeds > 0 where
+    `extra` does not set them, then the seed and the folder."""
+    args = [*extra]
+    flags = catalog.get(script).extra_seed_flags
+    if seed != 0:
+        for flag, value in zip(flags[::2], flags[1::2]):
+            if not any(a.split("=")[0] == flag for a in extra):
+                args += [flag, value]
+    return [*args, "--seed", str(seed), "--out-dir", shown(run_dir(root, script, seed))]
 
 
 def comparable(config):
@@ -127,22 +124,22 @@ def summarise(root, script, seeds, command):
     summary["machines"] = sorted({metrics[s].get("machine", "not recorded") for s in seeds})
     base = root / script
     run.write_json(base / "seeds.json", summary)
-    # the y axis from the second epoch down (NICE: from the tenth, where the runs level off)
-    at = ZOOM_FROM_EPOCH.get(script, 2) - 1
+    # the y axis from the catalog's epoch down (NICE: the tenth, where the runs level off)
+    row = catalog.get(script)
+    at = row.zoom_from_epoch - 1
     start = max(h["val_loss"][min(at, len(h["val_loss"]) - 1)] for h in histories.values())
-    top = start + 0.1 * abs(start) if script != "nice" else start + 50
-    plotting.save_seed_curves(histories, base / "loss_seeds.png",
-                              ylabel=LOSS_LABEL.get(script, "validation loss"), top=top,
+    margin = row.zoom_margin if row.zoom_margin > 1 else row.zoom_margin * abs(start)
+    plotting.save_seed_curves(histories, base / "loss_seeds.png", ylabel=row.loss_label,
+                              top=start + margin,
                               title=f"{script}: validation loss of {len(seeds)} seeds",
-                              marks=MARKS.get(script), marks_label="original Keras 2 script")
+                              marks=row.original or None, marks_label="original Keras 2 script")
     return summary
 
 
 def interrupted(root, script, seeds, command, stopped, script_args):
     """After Ctrl-C: summarise the seeds that are finished, say which are not, exit 130."""
     finished = [s for s in seeds if run_dir(root, script, s).is_dir()
-                and is_done(root, script, s, run_args(root, script, s, script_args,
-                                                      EXTRA_SEED_IS_IMAGES.get(script)))]
+                and is_done(root, script, s, run_args(root, script, s, script_args))]
     if finished:
         summarise(root, script, finished, command + f"  (interrupted: seeds {finished} only)")
     left = [s for s in seeds if s not in finished]
@@ -157,7 +154,7 @@ def main(argv=None):
     parser = run.ArgumentParser(  # errors in one line, exit status 2
         prog="python -m common.seeds", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("script", choices=SCRIPTS, help="the model script to study")
+    parser.add_argument("script", choices=catalog.names(), help="the model script to study")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="N",
                         help="seeds to run (default: 0-4 for the MLP VAEs, 0-2 for the others)")
     parser.add_argument("--summary-only", action="store_true",
@@ -180,16 +177,15 @@ def main(argv=None):
         parser.error(f"{' '.join(owned)}: the seed study sets --seed and --out-dir for each run "
                      "itself (--results moves them) and always trains; leave these out")
     root = Path(a.results)
-    seeds = a.seeds if a.seeds is not None else list(range(DEFAULT_SEEDS[a.script]))
+    seeds = a.seeds if a.seeds is not None else list(range(catalog.get(a.script).seeds))
     if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         parser.error("--seeds must be distinct and >= 0")
     command = " ".join(["python -m common.seeds", a.script, "--seeds", *map(str, seeds),
                         *(["--results", shown(root)] if a.results != parser.get_default("results")
                           else []), *(["--", *a.script_args] if a.script_args else [])])
-    is_images = EXTRA_SEED_IS_IMAGES.get(a.script)
     missing = []
     for seed in seeds:
-        args = run_args(root, a.script, seed, a.script_args, is_images)
+        args = run_args(root, a.script, seed, a.script_args)
         if is_done(root, a.script, seed, args):
             print(f"seed {seed}: done ({shown(run_dir(root, a.script, seed))})")
             continue

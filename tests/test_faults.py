@@ -1,5 +1,6 @@
 """Faults end in one line and an exit status, and lose nothing: two runs, Ctrl-C, bad writes."""
 import dataclasses
+import importlib
 import json
 import time
 import typing
@@ -12,7 +13,7 @@ import nice
 import vae_keras
 import vae_keras_cnn_gs
 import vae_vmf_keras
-from common import run
+from common import catalog, run
 from simulate import KillAt, KillAtTrainEnd, lock_holder
 
 
@@ -80,7 +81,7 @@ def test_load_without_a_history_names_what_is_missing(tmp_path):
     assert "no history.csv" in str(stop.value.code)
 
 
-SCRIPTS = [vae_keras, vae_vmf_keras, vae_keras_cnn_gs, nice]
+SCRIPTS = [importlib.import_module(s.name) for s in catalog.SCRIPTS]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__)

@@ -1,4 +1,5 @@
 """What a seed changes and fixes, and the seed-study command (common/seeds.py)."""
+import importlib
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import nice
 import vae_keras
 import vae_keras_cnn_gs
 import vae_vmf_keras
-from common import run, seeds
+from common import catalog, run, seeds
 from simulate import KillAt
 
 
@@ -91,7 +92,7 @@ def sampler_and_input(script, seed):
     return model, layer, np.zeros((4, cfg.num_latents, cfg.classes_per_latent), "float32")
 
 
-@pytest.mark.parametrize("script", [vae_keras, vae_vmf_keras, vae_keras_cnn_gs, nice],
+@pytest.mark.parametrize("script", [importlib.import_module(s.name) for s in catalog.SCRIPTS],
                          ids=lambda m: m.__name__)
 def test_a_seed_sets_the_initial_weights_and_the_sampler_noise(script):
     draws = {}
