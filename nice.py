@@ -75,12 +75,13 @@ class Config(run.RunConfig):
                               "deviation as those, noise/sqrt(12) ('gaussian')",
                               choices=list(NOISE_KINDS))
     sample_std: float = run.arg(0.75, "standard deviation of z when sampling (the annealing parameter)",
-                                gt=0.0, le=100.0)
+                                gt=0.0, le=100.0, evaluation=True)
     learning_rate: float = run.arg(1e-3, "Adam learning rate", gt=0.0, le=1.0)
     dequantisation_draws: int = run.arg(10, "uniform noise draws per test image for the "
-                                        "dequantised NLL and bits/dim", ge=1, le=1000)
+                                        "dequantised NLL and bits/dim", ge=1, le=1000,
+                                        evaluation=True)
     iw_draws: int = run.arg(32, "uniform noise draws per test image for the importance-weighted "
-                            "dequantised NLL (0: skip it)", ge=0, le=1000)
+                            "dequantised NLL (0: skip it)", ge=0, le=1000, evaluation=True)
     precision: str = run.arg("float32", "float32, or bfloat16 for the coupling networks' matrix "
                              "products (weights and the flow's sums stay float32); faster only "
                              "on CPUs with AMX or AVX512-BF16",

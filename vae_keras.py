@@ -54,9 +54,9 @@ class Config(run.RunConfig):
     reconstruction: str = run.arg("bce", evaluation.RECONSTRUCTION_HELP,
                                   choices=list(evaluation.RECONSTRUCTIONS))
     is_samples: int = run.arg(500, "importance samples K per test image for the NLL", ge=1,
-                              le=100_000)
+                              le=100_000, evaluation=True)
     is_images: int = run.arg(10000, "test images used for the NLL (10,000: the whole test set)",
-                             ge=1, le=10000)
+                             ge=1, le=10000, evaluation=True)
 
 
 # ---------------------------------------------------------------- layers

@@ -77,12 +77,13 @@ class Config(run.RunConfig):
     gradient_draws: int = run.arg(0, "after training, estimate the variance of the gradient of "
                                   "-log p(x|code) with respect to the encoder's logits over this "
                                   "many single-sample estimates per image, reparameterised and "
-                                  "score-function (REINFORCE); 0: skip", ge=0, le=100_000)
+                                  "score-function (REINFORCE); 0: skip", ge=0, le=100_000,
+                                  evaluation=True)
     epochs: int = run.arg(30, "number of training epochs", ge=1, le=10_000)
     is_samples: int = run.arg(500, "importance samples K (one-hot codes) per test image for the "
-                                   "NLL and the discrete -ELBO", ge=1, le=100_000)
+                                   "NLL and the discrete -ELBO", ge=1, le=100_000, evaluation=True)
     is_images: int = run.arg(10000, "test images used for the NLL and the discrete -ELBO "
-                                    "(10,000: the whole test set)", ge=1, le=10000)
+                                    "(10,000: the whole test set)", ge=1, le=10000, evaluation=True)
 
     def validate(self):
         if self.num_latents * self.classes_per_latent > 65_536:

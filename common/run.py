@@ -37,9 +37,32 @@ from common.journal import (  # noqa: E402, F401  for the callers that use them 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def arg(default, help, **checks):
-    """A config field: its default, its `--help` text and optional bounds (ge, gt, le, lt, choices)."""
-    return dataclasses.field(default=default, metadata={"help": help, **checks})
+def arg(default, help, evaluation=False, **checks):
+    """A config field: its default, its `--help` text and optional bounds (ge, gt, le, lt,
+    choices). `evaluation=True` marks a setting that only the evaluation after training reads:
+    a backup resumes and `--load` rebuilds the outputs whatever its value."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "evaluation": evaluation, **checks})
+
+
+# settings that say where a run reads and writes and whether it trains, never what it computes
+RUN_ONLY = ("out_dir", "data", "load")
+
+
+def evaluation_settings(cls):
+    """The fields of a config class marked `evaluation=True`."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("evaluation"))
+
+
+def not_training(cls):
+    """Settings that a resumed run may change: RUN_ONLY, the epochs it trains to and the
+    evaluation's settings."""
+    return (*RUN_ONLY, "epochs", *evaluation_settings(cls))
+
+
+def load_may_change(cls):
+    """Settings that `--load` may change: as `not_training`, but the epochs it was trained for."""
+    return (*RUN_ONLY, *evaluation_settings(cls))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +124,8 @@ def parse_config(cls, argv=None, prog=None, description=None):
                      if k in f.metadata), None)
         if low or high:
             help_text += f" [{', '.join(b for b in (low, high) if b)}]"
+        if f.metadata.get("evaluation"):
+            help_text += " (evaluation only: --load and a resumed run may change it)"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
                                 help=help_text)
@@ -245,10 +270,6 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 # settings that may change between an interrupted run and its resume
-NOT_TRAINING = ("out_dir", "data", "load", "epochs", "is_images", "is_samples", "sample_std",
-                "dequantisation_draws", "iw_draws", "gradient_draws")
-# settings that --load may change: those, except the epochs it was trained for
-LOAD_MAY_CHANGE = tuple(k for k in NOT_TRAINING if k != "epochs")
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -354,7 +375,9 @@ def seed_states(model):
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
-def settings(cfg, free=NOT_TRAINING):
+def settings(cfg, free=None):
+    """The settings that shape training (all but `free`, by default `not_training`)."""
+    free = not_training(type(cfg)) if free is None else free
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in free}
 
 
@@ -366,7 +389,7 @@ def with_defaults(saved, config_cls):
     return {**defaults, **saved}
 
 
-def changed_settings(saved, cfg, free=NOT_TRAINING):
+def changed_settings(saved, cfg, free=None):
     """(flag, saved value, this command's value) for each setting not in `free` that differs
     (by default the training settings)."""
     saved = with_defaults(saved, type(cfg))
@@ -621,7 +644,7 @@ def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
     """With --load, the saved weights and history of an earlier run; otherwise `train` them.
 
     --load checks the files against the run's manifest, and every setting but those of the
-    evaluation (LOAD_MAY_CHANGE) against its config.json.
+    evaluation (`load_may_change`) against its config.json.
     """
     if cfg.load:
         check_published(out, ("config.json", "history.csv", WEIGHTS))
@@ -632,7 +655,7 @@ def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
         if not isinstance(saved, dict):
             fail(f"{out / 'config.json'} is not a JSON object of settings; train again")
         changed = [f"{flag} {now!r} (saved: {then!r})"
-                   for flag, then, now in changed_settings(saved, cfg, LOAD_MAY_CHANGE)]
+                   for flag, then, now in changed_settings(saved, cfg, load_may_change(type(cfg)))]
         if changed:
             fail(f"the run in {out} was trained with other settings: {', '.join(changed)}; "
                  "pass the saved values to --load it")

@@ -32,7 +32,7 @@ SUMMARISED = ("final_val_loss", "best_val_loss", "best_epoch", "test_loss", "tes
               "test_nll", "test_dequantised_nll", "test_dequantised_bits_per_dim",
               "test_iw_nll", "test_iw_bits_per_dim", "sample_fd_best_std",
               "seconds_per_epoch")
-IGNORED = ("out_dir", "load", "data")  # config fields that may differ between equal runs
+IGNORED = run.RUN_ONLY  # config fields that may differ between equal runs
 
 
 def run_dir(root, script, seed):

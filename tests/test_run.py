@@ -23,6 +23,44 @@ class Toy(run.RunConfig):
             raise ValueError("--rate must be <= 0.9 in mode b")
 
 
+@dataclasses.dataclass(frozen=True)
+class ToyWithEvaluation(Toy):
+    probes: int = run.arg(4, "draws for an evaluation-only figure", ge=1, le=9, evaluation=True)
+
+
+@pytest.mark.quick
+def test_an_evaluation_flag_is_declared_on_its_field_alone():
+    """A new evaluation-only setting needs nothing in common/: resume ignores it (with the
+    epochs), --load ignores it (not the epochs), the training settings leave it out, and --help
+    says so."""
+    assert run.not_training(ToyWithEvaluation) == (*run.RUN_ONLY, "epochs", "probes")
+    assert run.load_may_change(ToyWithEvaluation) == (*run.RUN_ONLY, "probes")
+    cfg = run.parse_config(ToyWithEvaluation, ["--probes", "7"])
+    assert "probes" not in run.settings(cfg) and "rate" in run.settings(cfg)
+    saved = dataclasses.asdict(run.parse_config(ToyWithEvaluation, ["--epochs", "9"]))
+    assert run.changed_settings(saved, cfg) == []
+    assert run.changed_settings(saved, cfg, run.load_may_change(ToyWithEvaluation)) == [
+        ("--epochs", 9, 50)]
+    with pytest.raises(SystemExit):
+        run.parse_config(ToyWithEvaluation, ["--help"])
+
+
+@pytest.mark.quick
+def test_common_names_no_field_of_a_particular_script():
+    """The scripts' own settings are theirs: the run's plumbing names none (the seed study reads
+    metrics.json keys, one of which, is_images, shares a setting's name)."""
+    import importlib
+
+    from common import catalog
+    base = {f.name for f in dataclasses.fields(run.RunConfig)}
+    own = set()
+    for s in catalog.SCRIPTS:
+        own |= {f.name for f in dataclasses.fields(importlib.import_module(s.name).Config)} - base
+    for module in ("run.py", "journal.py", "catalog.py"):
+        text = (REPO / "common" / module).read_text()
+        assert not [n for n in own if f'"{n}"' in text], module
+
+
 def test_defaults_and_overrides():
     cfg = run.parse_config(Toy, [])
     assert cfg == Toy()
