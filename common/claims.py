@@ -269,6 +269,8 @@ def kappa_tradeoff():
 
 
 VMF_BENCH = "results/benchmarks/vmf_table.txt"
+# what the claims' commands that are not model runs write, relative to results/
+COMMAND_OUTPUTS = {"python benchmarks/vmf_table.py": ["benchmarks/vmf_table.txt"]}
 
 
 def kappa_thousands():

@@ -27,6 +27,12 @@ MODELS = [
     ("nice_precision/float32", "NICE in float32, twin of the bfloat16 run", "—"),
     ("nice_precision/bfloat16", "NICE in bfloat16, `nice.py --precision bfloat16`", "—"),
 ]
+# the command behind each row that no seed study or claim makes, and what it writes (relative
+# to results/), for python -m common.reproduce
+PRECISION = "python benchmarks/nice_throughput.py --train-epochs 30 --out-dir results/nice_precision"
+COMMANDS = {"nice_precision": PRECISION}
+COMMAND_OUTPUTS = {PRECISION: ["nice_precision/float32/manifest.json",
+                               "nice_precision/bfloat16/manifest.json"]}
 # NICE's NLL and bits/dim are those of dequantised test images; a run from before that bound
 # has only the density at the pixel values, which bounds nothing, and shows "—"
 NLL_KEYS = ("test_dequantised_nll", "test_dequantised_bits_per_dim")

@@ -63,10 +63,10 @@ def comparable(config):
     return {k: v for k, v in config.items() if k not in IGNORED}
 
 
-def is_done(root, script, seed, args):
-    """True if the run's outputs are published whole (its manifest checks out) and were made
-    with exactly these settings."""
-    out = run_dir(root, script, seed)
+def is_done(out, script, args):
+    """True if the run in folder `out` is published whole (its manifest checks out) and was
+    made with exactly the settings of the script's flags `args`."""
+    out = Path(out)
     if (out / run.BACKUP).exists() or (out / run.PENDING).exists():
         return False  # a later run in this folder has not finished: run it (it resumes)
     try:
@@ -139,7 +139,8 @@ def summarise(root, script, seeds, command):
 def interrupted(root, script, seeds, command, stopped, script_args):
     """After Ctrl-C: summarise the seeds that are finished, say which are not, exit 130."""
     finished = [s for s in seeds if run_dir(root, script, s).is_dir()
-                and is_done(root, script, s, run_args(root, script, s, script_args))]
+                and is_done(run_dir(root, script, s), script,
+                            run_args(root, script, s, script_args))]
     if finished:
         summarise(root, script, finished, command + f"  (interrupted: seeds {finished} only)")
     left = [s for s in seeds if s not in finished]
@@ -150,7 +151,10 @@ def interrupted(root, script, seeds, command, stopped, script_args):
     raise SystemExit(130)
 
 
-def main(argv=None):
+def parse(argv=None):
+    """A seed-study command line as a namespace: script, seeds (the catalog's default if not
+    given), root (the results folder), script_args, summary_only and command (the line as the
+    study records it); errors exit 2 in one line."""
     parser = run.ArgumentParser(  # errors in one line, exit status 2
         prog="python -m common.seeds", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,13 +184,20 @@ def main(argv=None):
     seeds = a.seeds if a.seeds is not None else list(range(catalog.get(a.script).seeds))
     if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         parser.error("--seeds must be distinct and >= 0")
-    command = " ".join(["python -m common.seeds", a.script, "--seeds", *map(str, seeds),
-                        *(["--results", shown(root)] if a.results != parser.get_default("results")
-                          else []), *(["--", *a.script_args] if a.script_args else [])])
+    a.command = " ".join(["python -m common.seeds", a.script, "--seeds", *map(str, seeds),
+                          *(["--results", shown(root)] if a.results != parser.get_default("results")
+                            else []), *(["--", *a.script_args] if a.script_args else [])])
+    a.root, a.seeds = root, seeds
+    return a
+
+
+def main(argv=None):
+    a = parse(argv)
+    root, seeds, command = a.root, a.seeds, a.command
     missing = []
     for seed in seeds:
         args = run_args(root, a.script, seed, a.script_args)
-        if is_done(root, a.script, seed, args):
+        if is_done(run_dir(root, a.script, seed), a.script, args):
             print(f"seed {seed}: done ({shown(run_dir(root, a.script, seed))})")
             continue
         if a.summary_only:

@@ -189,5 +189,5 @@ def test_a_setting_added_after_a_run_reads_as_its_default(tmp_path):
     for name, text in files.items():
         (out / name).write_text(text)
     run.adopt(out)
-    assert seeds.is_done(tmp_path, "nice", 0, ["--epochs", "3"])
-    assert not seeds.is_done(tmp_path, "nice", 0, ["--epochs", "3", "--forward", "eq7"])
+    assert seeds.is_done(tmp_path / "nice", "nice", ["--epochs", "3"])
+    assert not seeds.is_done(tmp_path / "nice", "nice", ["--epochs", "3", "--forward", "eq7"])
