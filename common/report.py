@@ -19,14 +19,20 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 COMPARE_START, COMPARE_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 BENCH_START, BENCH_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 
-# (results folder, label, blog's figure for its own loss): each script of the catalog, then
-# the other settings the tables show
-MODELS = [
-    *[(s.name, f"{s.label}, `{s.file}`", s.blog) for s in catalog.SCRIPTS],
+# the tables' rows beyond the catalog's scripts: (results folder, label, the blog's figure)
+OTHER_ROWS = [
     ("claims/noiseless/nice", "NICE without noise, `nice.py --noise 0`", "—"),
     ("nice_precision/float32", "NICE in float32, twin of the bfloat16 run", "—"),
     ("nice_precision/bfloat16", "NICE in bfloat16, `nice.py --precision bfloat16`", "—"),
 ]
+
+
+def models():
+    """(results folder, label, the blog's figure for its loss): each script of the catalog, then
+    the other settings the tables show."""
+    return [*[(s.name, f"{s.label}, `{s.file}`", s.blog) for s in catalog.SCRIPTS], *OTHER_ROWS]
+
+
 # the command behind each row that no seed study or claim makes, and what it writes (relative
 # to results/), for python -m common.reproduce
 PRECISION = "python benchmarks/nice_throughput.py --train-epochs 30 --out-dir results/nice_precision"
@@ -203,7 +209,7 @@ def table():
              "bits/dim (NICE: the same bound) | s/epoch | minutes: "
              "training + evaluation |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [r for r in (row(*m) for m in MODELS) if r]
+    lines += [r for r in (row(*m) for m in models()) if r]
     if any(MIXED in line for line in lines[2:]):
         lines += ["", f"{MIXED} over seeds whose estimates use different numbers of test images "
                       "(`is_images` in the model's seeds.json)"]
@@ -299,13 +305,14 @@ def summary_row(folder, label, blog):
             f"{'<br>'.join(original) or 'not rerun'} | {nll} | {run_minutes(m)} |")
 
 
-SUMMARY = [*[(s.name, s.label) for s in catalog.SCRIPTS],
-           ("claims/noiseless/nice", "NICE without noise (`--noise 0`)")]
+def summary_rows():
+    return [*[(s.name, s.label) for s in catalog.SCRIPTS],
+            ("claims/noiseless/nice", "NICE without noise (`--noise 0`)")]
 
 
 def summary_table():
     """README.md's table: the default runs (and the noiseless NICE seeds), fewer columns."""
-    blogs = {folder: blog for folder, _, blog in MODELS}
+    blogs = {folder: blog for folder, _, blog in models()}
     blogs["claims/noiseless/nice"] = "about −2200 within 20 epochs (likely this model)"
     lines = ["| model | epochs | seeds | test loss as the blog computes it: seed 0<br>mean ± sd "
              "over the seeds | the blog | the original script, two reruns, against our seeds | "
@@ -313,7 +320,7 @@ def summary_table():
              "NICE: bound on the discrete NLL of the 8-bit pixels) | minutes: training + "
              "evaluation |",
              "|---|---|---|---|---|---|---|---|"]
-    lines += [r for r in (summary_row(f, label, blogs[f]) for f, label in SUMMARY) if r]
+    lines += [r for r in (summary_row(f, label, blogs[f]) for f, label in summary_rows()) if r]
     notes = []
     if any(MIXED in line for line in lines[2:]):
         notes.append(f"{MIXED} over seeds whose estimates use different numbers of test images")

@@ -1,0 +1,46 @@
+"""The script catalog (common/catalog.py): every script has a row, and a sixth script registered
+by one row goes through the seed study and the report with no other change."""
+import importlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from common import catalog, claims, report, run, seeds
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.quick
+def test_every_script_has_one_row_and_each_row_a_script():
+    files = sorted(p.stem for p in REPO.glob("*.py"))
+    assert sorted(catalog.names()) == files
+    for s in catalog.SCRIPTS:
+        assert catalog.get(s.short) is s and s.seeds >= 3
+        assert hasattr(importlib.import_module(s.name), "Config")
+    with pytest.raises(KeyError, match="known: vae_keras"):
+        catalog.get("sixth")
+
+
+def test_a_sixth_script_needs_one_file_and_one_row(tmp_path, monkeypatch):
+    """tests/fixtures/tiny.py stands for a new script: its file in a repository root and its row
+    in the catalog. The seed study runs its seeds and summarises them; the report's table gets
+    its row with the seeds' spread."""
+    shutil.copy(REPO / "tests" / "fixtures" / "tiny.py", tmp_path / "tiny.py")
+    shutil.copytree(REPO / "common", tmp_path / "common")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(run, "REPO", tmp_path)
+    monkeypatch.setattr(report, "REPO", tmp_path)
+    monkeypatch.setattr(claims, "REPO", tmp_path)
+    row = catalog.Script("tiny", "tiny", "https://example.org/a-sixth-post", "Tiny AE", seeds=3,
+                         extra_seed_flags=("--subset", "300"))
+    monkeypatch.setattr(catalog, "SCRIPTS", (*catalog.SCRIPTS, row))
+    summary = seeds.main(["tiny", "--results", str(tmp_path / "results")])
+    assert summary["seeds"] == [0, 1, 2]
+    assert json.loads((tmp_path / "results" / "tiny" / "seeds" / "1" / "config.json").read_text())[
+        "subset"] == 300  # the row's flags for the extra seeds
+    assert (tmp_path / "results" / "tiny" / "loss_seeds.png").is_file()
+    line = next(l for l in report.table().splitlines() if l.startswith("| Tiny AE"))
+    spread = summary["metrics"]["test_loss"]
+    assert f"| Tiny AE, `tiny.py` | 2 | 3 | {report.fmt(spread['values'][0], 2)}<br>" in line
