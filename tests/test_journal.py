@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import vae_keras
-from common import journal, plotting, run, seeds
+from common import backup, journal, plotting, run, seeds
 from simulate import KillAt, lock_holder
 
 
@@ -94,7 +94,7 @@ def test_a_kill_between_the_publishing_renames_is_completed_by_the_next_run(tmp_
     out = tmp_path / "run"
     finished(out)  # seed 0 published
     publishing = [False]
-    kill_at(monkeypatch, run.os, "replace", at, before=False, active=publishing)
+    kill_at(monkeypatch, os, "replace", at, before=False, active=publishing)
     real_publish = run.publish
 
     def counted(folder):  # count the renames of publishing only
@@ -111,7 +111,7 @@ def test_a_kill_between_the_publishing_renames_is_completed_by_the_next_run(tmp_
     assert json.loads((out / "config.json").read_text())["seed"] == 1
     manifest = run.read_manifest(out)
     for name, expected in manifest["files"].items():
-        assert run.mismatch(out / name, expected) is None, name
+        assert journal.mismatch(out / name, expected) is None, name
     assert not (out / run.BACKUP).exists() and not (out / run.PARTIAL_HISTORY).exists()
     assert metrics["epochs"] == 2
 
@@ -126,7 +126,7 @@ def test_a_kill_after_the_partial_history_is_removed_does_not_lose_the_run(tmp_p
     assert not (out / run.PARTIAL_HISTORY).exists() and (out / run.BACKUP).is_dir()
     run.recover(out)  # what the next run does first: the publishing completes
     for name, expected in run.read_manifest(out)["files"].items():
-        assert run.mismatch(out / name, expected) is None, name
+        assert journal.mismatch(out / name, expected) is None, name
     assert not (out / run.BACKUP).exists() and not (out / run.PENDING).exists()
     finished(out)  # and the same command runs (trains) as after any finished run
     assert not list(tmp_path.glob("run/backup.damaged-*"))
@@ -237,8 +237,8 @@ def test_deleting_the_lock_file_does_not_let_a_second_run_in(tmp_path):
 # 7. a full disk: one line with the path, before h5py can crash
 def test_no_room_for_the_weights_is_one_line_with_the_path(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real = run.shutil.disk_usage
-    monkeypatch.setattr(run.shutil, "disk_usage",
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",
                         lambda p: real(p)._replace(free=1000))
     with pytest.raises(SystemExit) as stop:
         run.cli(lambda: vae_keras.main(quick(out)))
@@ -305,13 +305,13 @@ def test_ctrl_c_while_starting_is_one_line_and_exit_130():
 
 # 11 and 12. Ctrl-C as a file lands is held until the write is whole
 def test_ctrl_c_during_an_atomic_write_is_held_until_it_is_done(tmp_path, monkeypatch):
-    real = run.os.replace
+    real = os.replace
 
     def replace_then_interrupt(src, dst):
         real(src, dst)
         os.kill(os.getpid(), signal.SIGINT)  # arrives just after the rename
 
-    monkeypatch.setattr(run.os, "replace", replace_then_interrupt)
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         run.write_json(tmp_path / "a.json", {"x": 1})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
@@ -320,14 +320,14 @@ def test_ctrl_c_during_an_atomic_write_is_held_until_it_is_done(tmp_path, monkey
 
 def test_ctrl_c_while_a_backup_is_written_leaves_that_backup_whole(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real = run.write_json
+    real = backup.write_json
 
     def state_then_interrupt(path, obj):
         if path.name == run.STATE:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C just as the state lands
         real(path, obj)
 
-    monkeypatch.setattr(run, "write_json", state_then_interrupt)
+    monkeypatch.setattr(backup, "write_json", state_then_interrupt)  # the backup's writer
     with pytest.raises(SystemExit) as stop:
         run.cli(lambda: vae_keras.main(quick(out)))
     assert stop.value.code == 130
