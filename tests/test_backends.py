@@ -40,6 +40,7 @@ def test_the_portable_tests_pass_without_tensorflow(backend):
     assert "truncated to dtype" not in done.stdout + done.stderr
 
 
+@pytest.mark.quick
 def test_the_blocker_blocks(tmp_path):
     """The harness above proves something only if TensorFlow really cannot be imported."""
     probe = tmp_path / "probe.py"

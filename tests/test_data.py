@@ -19,6 +19,7 @@ def as_dict(d):
     return {"x_train": xt, "y_train": yt, "x_test": xv, "y_test": yv}
 
 
+@pytest.mark.quick
 def test_load_matches_keras_layout_and_digests(mnist):
     (x_train, y_train), (x_test, y_test) = mnist
     assert x_train.shape == (60000, 28, 28) and x_train.dtype == np.uint8
@@ -28,6 +29,7 @@ def test_load_matches_keras_layout_and_digests(mnist):
     assert list(y_train[:5]) == [5, 0, 4, 1, 9]
 
 
+@pytest.mark.quick
 def test_verify_rejects_a_changed_pixel(mnist):
     arrays = as_dict(mnist)
     arrays["x_test"] = arrays["x_test"].copy()
@@ -36,6 +38,7 @@ def test_verify_rejects_a_changed_pixel(mnist):
         data.verify(arrays)
 
 
+@pytest.mark.quick
 def test_corrupt_cache_is_replaced(mnist, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.delenv("MNIST_NPZ", raising=False)
@@ -53,6 +56,7 @@ def test_corrupt_cache_is_replaced(mnist, tmp_path, monkeypatch):
     data.load_mnist()
 
 
+@pytest.mark.quick
 def test_restricted_unpickler_refuses_arbitrary_calls():
     class Evil:
         def __reduce__(self):
@@ -65,6 +69,7 @@ def test_restricted_unpickler_refuses_arbitrary_calls():
     np.testing.assert_array_equal(got, arr)
 
 
+@pytest.mark.quick
 def test_pickle_with_wrong_hash_is_never_opened(monkeypatch):
     blob = gzip.compress(pickle.dumps(((np.zeros(1),) * 2,) * 3))
     monkeypatch.setattr(data, "NumpyOnlyUnpickler", lambda *a, **k: pytest.fail("unpickled"))
@@ -72,6 +77,7 @@ def test_pickle_with_wrong_hash_is_never_opened(monkeypatch):
         data.arrays_from_pickle(blob)
 
 
+@pytest.mark.quick
 def test_clear_error_when_every_source_fails(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.delenv("MNIST_NPZ", raising=False)
@@ -85,6 +91,7 @@ def test_clear_error_when_every_source_fails(tmp_path, monkeypatch):
         assert part in message
 
 
+@pytest.mark.quick
 def test_explicit_missing_or_corrupt_file(tmp_path):
     with pytest.raises(data.DataError, match="no such file"):
         data.load_mnist(tmp_path / "absent.npz")

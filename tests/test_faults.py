@@ -62,6 +62,7 @@ def test_ctrl_c_names_the_last_epoch_and_how_to_resume(tmp_path, capsys):
     assert kill.started == [1] and len(run.read_history(out / "history.csv")["loss"]) == 2
 
 
+@pytest.mark.quick
 def test_a_failed_write_is_one_line_with_the_path(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("not a folder")
@@ -84,6 +85,7 @@ def test_load_without_a_history_names_what_is_missing(tmp_path):
 SCRIPTS = [importlib.import_module(s.name) for s in catalog.SCRIPTS]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__)
 def test_every_number_flag_has_an_upper_bound_that_exits_2_in_one_line(script, capsys):
     hints = typing.get_type_hints(script.Config)
@@ -101,6 +103,7 @@ def test_every_number_flag_has_an_upper_bound_that_exits_2_in_one_line(script, c
             assert err.count("\n") == 1 and f"{flag} must be <=" in err, err
 
 
+@pytest.mark.quick
 def test_flags_within_bounds_that_do_not_fit_together_exit_2():
     with pytest.raises(SystemExit) as stop:
         run.parse_config(nice.Config, ["--hidden-dim", "8192", "--hidden-layers", "32"])
@@ -111,6 +114,7 @@ def test_flags_within_bounds_that_do_not_fit_together_exit_2():
     assert stop.value.code == 2
 
 
+@pytest.mark.quick
 def test_a_metric_out_of_range_is_written_said_and_exits_1(tmp_path):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     with pytest.raises(SystemExit) as stop:
@@ -141,6 +145,7 @@ DAMAGE = {
 REPEATED = ("state.json garbled", "weights empty", "history a row short")  # as their neighbours
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("damage", [pytest.param(d, marks=pytest.mark.slow) if d in REPEATED
                                     else d for d in DAMAGE])
 def test_a_damaged_backup_is_set_aside_in_one_line_and_the_run_starts_over(tmp_path, damage,
@@ -200,6 +205,7 @@ def test_load_names_the_flag_that_differs_from_the_saved_run(tmp_path):
     assert "--latent-dim 3 (saved: 2)" in str(stop.value.code)
 
 
+@pytest.mark.quick
 def test_data_that_is_a_folder_or_random_bytes_is_one_clear_line(tmp_path):
     noise = tmp_path / "mnist.npz"
     noise.write_bytes(np.random.default_rng(0).bytes(5000))

@@ -168,6 +168,7 @@ def test_a_state_that_claims_fewer_epochs_than_its_history_is_set_aside(tmp_path
     assert "does not hold their rows" in one_line_error(stop)
 
 
+@pytest.mark.quick
 def test_a_history_that_is_not_a_table_is_one_line(tmp_path):
     path = tmp_path / "history.csv"
     for text in ("", "epoch,loss,val_loss\n", "garbage\n1,2\n", "epoch,loss,val_loss\n0,x,1\n",
@@ -181,6 +182,7 @@ def test_a_history_that_is_not_a_table_is_one_line(tmp_path):
 
 
 # 5. flags that would silently do something else
+@pytest.mark.quick
 def test_an_empty_out_dir_is_refused(capsys):
     with pytest.raises(SystemExit) as stop:
         run.parse_config(vae_keras.Config, ["--out-dir", ""])
@@ -198,6 +200,7 @@ def test_load_checks_epochs_and_needs_an_existing_folder(tmp_path):
     assert "no folder" in one_line_error(stop) and not (tmp_path / "missing").exists()
 
 
+@pytest.mark.quick
 def test_the_seed_study_refuses_flags_it_would_ignore(capsys):
     for flag in (["--out-dir", "X"], ["--seed", "3"], ["--load"]):
         with pytest.raises(SystemExit) as stop:
@@ -247,6 +250,7 @@ def test_no_room_for_the_weights_is_one_line_with_the_path(tmp_path, monkeypatch
     assert not list((out / run.BACKUP).glob("*.tmp.weights.h5"))
 
 
+@pytest.mark.quick
 def test_a_figure_that_cannot_be_written_names_its_file(tmp_path, monkeypatch):
     import matplotlib.figure
 
@@ -304,6 +308,7 @@ def test_ctrl_c_while_starting_is_one_line_and_exit_130():
 
 
 # 11 and 12. Ctrl-C as a file lands is held until the write is whole
+@pytest.mark.quick
 def test_ctrl_c_during_an_atomic_write_is_held_until_it_is_done(tmp_path, monkeypatch):
     real = os.replace
 
@@ -406,6 +411,7 @@ def test_a_folder_where_a_published_file_goes_is_named(tmp_path):
     assert f"{out / 'metrics.json'}:" in one_line_error(stop)
 
 
+@pytest.mark.quick
 def test_data_that_is_a_pipe_or_a_link_loop_says_what_it_is(tmp_path):
     fifo, loop = tmp_path / "fifo", tmp_path / "loop"
     os.mkfifo(fifo)
@@ -429,6 +435,7 @@ def blocked(code, cwd):
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(run.REPO)})
 
 
+@pytest.mark.quick
 def test_the_journal_needs_no_keras_tensorflow_or_numpy(tmp_path):
     child = blocked("import common.journal", run.REPO)
     assert child.returncode == 0, child.stderr[-2000:]
@@ -440,6 +447,7 @@ def test_the_journal_needs_no_keras_tensorflow_or_numpy(tmp_path):
     assert json.loads(child.stdout) == {"x": 1}
 
 
+@pytest.mark.quick
 def test_the_blocked_import_check_catches_a_module_that_imports_keras():
     child = blocked("import common.run", run.REPO)  # common.run imports Keras
     assert child.returncode != 0 and "ModuleNotFoundError" in child.stderr, child.stderr[-2000:]

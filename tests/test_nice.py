@@ -25,12 +25,14 @@ def digits():
     return x_test[:64].reshape(-1, 784)
 
 
+@pytest.mark.quick
 def test_parameter_count(full_models):
     encoder, generator = full_models
     assert encoder.count_params() == 19_158_352
     assert {id(w) for w in generator.weights} == {id(w) for w in encoder.weights}  # shared
 
 
+@pytest.mark.quick
 @pytest.mark.backends
 def test_generator_inverts_encoder(full_models, digits):
     encoder, generator = full_models
@@ -43,6 +45,7 @@ def test_generator_inverts_encoder(full_models, digits):
     assert np.max(np.abs(z_back - z)) <= 1e-4 * max(1.0, np.abs(z).max())
 
 
+@pytest.mark.quick
 def test_bfloat16_mode_stays_exactly_invertible():
     keras.utils.set_random_seed(0)
     encoder, generator = nice.build_models(small(precision="bfloat16"), dim=8)
@@ -52,6 +55,7 @@ def test_bfloat16_mode_stays_exactly_invertible():
     assert np.max(np.abs(np.asarray(generator(z)) - x)) <= 1e-5
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("mode", ["reverse", "random"])
 def test_shuffle_and_split_are_exact_inverses(mode):
     x = np.arange(2 * 784, dtype="float32").reshape(2, 784)
@@ -96,6 +100,7 @@ def value_and_jacobian(model, x):
     return np.asarray(z), np.asarray(tape.batch_jacobian(z, x))
 
 
+@pytest.mark.quick
 @pytest.mark.backends
 def test_log_determinant_and_loss_are_exact():
     keras.utils.set_random_seed(4)
@@ -114,6 +119,7 @@ def test_log_determinant_and_loss_are_exact():
     np.testing.assert_allclose(loss, np.mean(exact) - 4 * math.log(2 * math.pi), rtol=1e-5)
 
 
+@pytest.mark.quick
 def test_noise_only_in_training():
     layer = nice.TrainingNoise(0.01, seed=0)
     x = np.full((1000, 784), 0.5, "float32")
@@ -124,6 +130,7 @@ def test_noise_only_in_training():
     assert nice.TrainingNoise.from_config(layer.get_config()).width == 0.01
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("kind, low, high, mean, sd", [
     ("negative", -0.01, 0.0, -0.005, 0.01 / math.sqrt(12)),
     ("positive", 0.0, 0.01, 0.005, 0.01 / math.sqrt(12)),
@@ -136,6 +143,7 @@ def test_noise_kinds(kind, low, high, mean, sd):
     assert abs(noise.mean() - mean) < 2e-5 and abs(noise.std() - sd) < 2e-5
 
 
+@pytest.mark.quick
 def test_eq7_forward_swaps_the_coupling_signs_and_still_inverts():
     keras.utils.set_random_seed(3)
     x = np.random.default_rng(4).random((16, 8), dtype=np.float32)
@@ -156,6 +164,7 @@ def test_eq7_forward_swaps_the_coupling_signs_and_still_inverts():
     assert not np.allclose(z["eq9"], z["eq7"])
 
 
+@pytest.mark.quick
 def test_shuffle_none_keeps_the_order():
     x = np.arange(2 * 784, dtype="float32").reshape(2, 784)
     shuffle = nice.Shuffle(784, "none")
@@ -163,6 +172,7 @@ def test_shuffle_none_keeps_the_order():
     np.testing.assert_array_equal(np.asarray(shuffle(x, inverse=True)), x)
 
 
+@pytest.mark.quick
 def test_dequantised_nll_bounds_the_exact_discrete_nll():
     """On a 2-pixel flow with 4 levels (bins of width 1/3), the probability of each of the 16
     discrete images is the density's integral over its bin, computed by quadrature. The
@@ -245,6 +255,7 @@ def test_std_sweep_prefers_the_std_of_the_data_not_the_smallest():
     assert sweep["sample_fd_best_std"] == 0.9
 
 
+@pytest.mark.quick
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # never stepped
 @pytest.mark.parametrize("shuffle", ["reverse", "random"])
 def test_flow_round_trips_through_saving(tmp_path, shuffle):
@@ -305,6 +316,7 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
     assert again["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("learning_rate", [1e-3, 0.05])
 def test_fused_adam_matches_keras_adam(learning_rate):
     """Same starting weights and gradients: the fused kernel and Keras' Adam agree step by step."""
@@ -326,6 +338,7 @@ def test_fused_adam_matches_keras_adam(learning_rate):
     np.testing.assert_allclose(paths[0], paths[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.quick
 def test_fused_adam_survives_a_config_round_trip():
     optimizer = nice.FusedAdam(2e-4)
     clone = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))

@@ -4,6 +4,7 @@ import pytest
 from common import plotting
 
 
+@pytest.mark.quick
 def test_grid_tiles_rows_then_columns(tmp_path):
     images = np.arange(4)[:, None, None] * np.ones((4, 28, 28)) / 3
     grid = plotting.tile(images, 2)
@@ -13,11 +14,13 @@ def test_grid_tiles_rows_then_columns(tmp_path):
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.quick
 def test_grid_refuses_too_few_images():
     with pytest.raises(ValueError, match="need 9 images"):
         plotting.tile(np.zeros((8, 28, 28)), 3)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("blow_up, cut", [(5.0, False), (1e6, True)])
 def test_curves_cut_the_axis_only_above_top(tmp_path, monkeypatch, blow_up, cut):
     figures = []

@@ -22,6 +22,7 @@ def write_metrics(repo, folder, **metrics):
     run.adopt(path.parent, ["metrics.json"])  # as a finished run publishes it
 
 
+@pytest.mark.quick
 def test_a_metrics_file_changed_after_publishing_is_refused(repo):
     write_metrics(repo, "vae_keras", test_loss=151.8, test_neg_elbo=151.8, test_nll=148.43)
     path = repo / "results" / "vae_keras" / "metrics.json"
@@ -31,6 +32,7 @@ def test_a_metrics_file_changed_after_publishing_is_refused(repo):
     assert str(path) in str(stop.value.code) and "SHA-256 differs" in str(stop.value.code)
 
 
+@pytest.mark.quick
 def test_rows_come_from_metrics_and_skip_missing_runs(repo):
     write_metrics(repo, "vae_vmf_keras", test_loss=151.1234, test_neg_elbo=154.38,
                   test_nll=139.4622, eval_seconds=61.0)
@@ -50,6 +52,7 @@ def test_rows_come_from_metrics_and_skip_missing_runs(repo):
     assert lines[4].endswith("| — | — | — | 12.3 | 6.2 + — |")
 
 
+@pytest.mark.quick
 def test_write_replaces_only_the_marked_table(repo, capsys):
     write_metrics(repo, "vae_keras", test_loss=151.8, test_neg_elbo=151.8, test_nll=148.43)
     readme = repo / "README.md"
@@ -62,6 +65,7 @@ def test_write_replaces_only_the_marked_table(repo, capsys):
     assert "| Gaussian VAE, `vae_keras.py` | 30 | 1 | 151.80 |" in capsys.readouterr().out
 
 
+@pytest.mark.quick
 def test_committed_metrics_use_one_schema():
     """Every results/**/metrics.json names its quantities from report.METRICS, and holds the
     keys every model reports."""
@@ -76,6 +80,7 @@ def test_committed_metrics_use_one_schema():
         assert keys & {"test_nll", "test_dequantised_nll"}, path
 
 
+@pytest.mark.quick
 def test_a_seed_study_adds_mean_and_sd_below_the_default_run(repo):
     write_metrics(repo, "vae_keras", test_loss=151.8, test_neg_elbo=151.8, test_nll=148.43)
     seeds = [0, 1, 2, 3, 4]
@@ -100,6 +105,7 @@ def test_a_seed_study_adds_mean_and_sd_below_the_default_run(repo):
     assert "| 5 | 151.80 | none given |" in report.table().splitlines()[2]
 
 
+@pytest.mark.quick
 def test_comparison_says_which_references_lie_within_our_seeds(repo):
     runs = {}
     for seed, loss in enumerate([-1950.0, -1940.0, -1930.0]):
@@ -119,6 +125,7 @@ def test_comparison_says_which_references_lie_within_our_seeds(repo):
     assert lines["| nice: test loss after epoch 15"].endswith("| no: 1.0 sd from our mean; yes |")
 
 
+@pytest.mark.quick
 def test_benchmark_summary_keeps_command_backend_line_and_last_line(tmp_path):
     folder = tmp_path / "results" / "benchmarks"
     folder.mkdir(parents=True)
@@ -133,6 +140,7 @@ def test_benchmark_summary_keeps_command_backend_line_and_last_line(tmp_path):
         "results/benchmarks/other.txt (machine: not recorded)\n    key=1")
 
 
+@pytest.mark.quick
 def test_comparison_takes_the_best_loss_within_the_reference_epochs(repo):
     runs = {}
     for seed, start in enumerate([-2000.0, -2010.0, -2020.0]):
@@ -149,6 +157,7 @@ def test_comparison_takes_the_best_loss_within_the_reference_epochs(repo):
     assert "−2200.0 | −2200.0 ± 10.0 (−2210.0 to −2190.0), 3 seeds | yes |" in line
 
 
+@pytest.mark.quick
 def test_check_names_a_document_whose_generated_block_is_stale(repo):
     write_metrics(repo, "vae_keras", test_loss=151.8, test_neg_elbo=151.8, test_nll=148.43)
     for name in ("README.md", "results/README.md"):
@@ -175,6 +184,7 @@ def uncommitted_results():
     return changed.stdout.split("\n")[0] if changed.returncode == 0 else None
 
 
+@pytest.mark.quick
 def test_committed_generated_blocks_are_current():
     """README.md and results/README.md hold what `python -m common.report --write` writes.
 
@@ -201,6 +211,7 @@ def links(text):
     return re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", text)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", ["README.md", "results/README.md"])
 def test_every_image_and_relative_link_resolves(name):
     doc = report.REPO / name
@@ -215,6 +226,7 @@ def test_every_image_and_relative_link_resolves(name):
             assert anchor in {slug(h) for h in headings}, f"{name}: no heading for {target}"
 
 
+@pytest.mark.quick
 def test_the_link_check_sees_a_broken_link_and_anchor():
     assert links("![a](x.png) [b](y.md#z) `[c](code.md)`\n```\n[d](e.md)\n```") == ["x.png",
                                                                                      "y.md#z"]

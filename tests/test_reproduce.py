@@ -62,6 +62,7 @@ def test_only_picks_a_claims_or_a_studys_runs(planned):
     assert "--only no_such_claim" in str(stop.value.code)
 
 
+@pytest.mark.quick
 def test_committed_results_are_all_done(planned):
     """`--dry-run` on the committed results finds nothing to run (skipped while results/
     differs from the last commit, as after a run of one's own)."""

@@ -19,6 +19,7 @@ def roofline(monkeypatch):
     sys.modules.pop("roofline", None)
 
 
+@pytest.mark.quick
 def test_the_mlp_vae_counts_its_dense_layers(roofline):
     import vae_keras
 
@@ -30,6 +31,7 @@ def test_the_mlp_vae_counts_its_dense_layers(roofline):
     assert roofline.model_flops(vae) == (forward, training) == (805_888, 2_016_256)
 
 
+@pytest.mark.quick
 def test_convolutions_count_output_pixels_and_transposed_ones_input_pixels(roofline):
     x = keras.Input((8, 8, 1))
     h = keras.layers.Conv2D(4, 3, strides=2, padding="same")(x)  # 4 x 4 output pixels

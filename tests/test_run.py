@@ -61,6 +61,7 @@ def test_common_names_no_field_of_a_particular_script():
         assert not [n for n in own if f'"{n}"' in text], module
 
 
+@pytest.mark.quick
 def test_defaults_and_overrides():
     cfg = run.parse_config(Toy, [])
     assert cfg == Toy()
@@ -68,6 +69,7 @@ def test_defaults_and_overrides():
     assert (cfg.epochs, cfg.batch_size, cfg.rate, cfg.load) == (3, 7, 1.0, True)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("argv, needle", [
     (["--epochs", "-1"], "--epochs must be >= 1"),
     (["--batch-size", "0"], "--batch-size must be >= 1"),
@@ -86,6 +88,7 @@ def test_bad_values_exit_2_with_one_line(argv, needle, capsys):
     assert err.count("\n") == 1 and needle in err and err.startswith("toy.py: error:")
 
 
+@pytest.mark.quick
 def test_help_documents_every_field(capsys):
     with pytest.raises(SystemExit) as e:
         run.parse_config(Toy, ["--help"], prog="toy.py")
@@ -104,6 +107,7 @@ def test_script_cli_rejects_bad_value_without_traceback():
     assert "vae_keras.py: error: --batch-size must be >= 1 (got 0)" in done.stderr
 
 
+@pytest.mark.quick
 def test_write_json_is_atomic_and_readable(tmp_path):
     run.write_json(tmp_path / "m.json", {"a": np.float32(1.5), "b": 2})
     assert (tmp_path / "m.json").read_text().startswith("{")
@@ -117,6 +121,7 @@ def test_write_json_is_atomic_and_readable(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.quick
 def test_nan_loss_stops_with_clear_message(tmp_path):
     import keras
 
@@ -135,6 +140,7 @@ def test_nan_loss_stops_with_clear_message(tmp_path):
         assert (tmp_path / name).read_text() == text
 
 
+@pytest.mark.quick
 def test_unreadable_weights_give_clear_error(tmp_path):
     import keras
 
@@ -147,6 +153,7 @@ def test_unreadable_weights_give_clear_error(tmp_path):
         run.load_weights(model, tmp_path / "absent.weights.h5")
 
 
+@pytest.mark.quick
 def test_importance_sampled_nll_log_mean_exp():
     lw = np.log(np.array([[1.0, 3.0], [2.0, 2.0], [0.5, 1.5]]))
     m = evaluation.importance_sampled_nll(lambda x, k: lw[x], np.arange(3), 2, chunk_samples=4)
@@ -156,6 +163,7 @@ def test_importance_sampled_nll_log_mean_exp():
     assert (m["is_samples"], m["is_images"]) == (2, 3)
 
 
+@pytest.mark.quick
 def test_bernoulli_log_likelihood_from_logits():
     rng = np.random.default_rng(0)
     x = rng.random((3, 4, 5)).astype("float32")
@@ -169,6 +177,7 @@ def test_bernoulli_log_likelihood_from_logits():
     assert sure[0] == pytest.approx(-40.0, rel=1e-6)
 
 
+@pytest.mark.quick
 def test_read_history_parses_and_drops_empty_columns(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss,val_loss,tau\n0,3.5,4.0,NA\n1,2.5,NA,NA\n")
@@ -178,6 +187,7 @@ def test_read_history_parses_and_drops_empty_columns(tmp_path):
     assert np.isnan(history["val_loss"][1])
 
 
+@pytest.mark.quick
 def test_resume_restores_weights_and_optimizer_state(tmp_path):
     import keras
 
@@ -200,6 +210,7 @@ def test_resume_restores_weights_and_optimizer_state(tmp_path):
     assert len(history["loss"]) == 3 and np.all(np.isfinite(history["loss"]))
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("flags, units", [("fpu avx2 fma", "no AVX-512 or AMX"),
                                           ("avx2 avx512f avx512_bf16 amx_bf16 amx_tile",
                                            "AVX-512 AVX512-BF16 AMX-BF16")])
@@ -211,6 +222,7 @@ def test_machine_names_the_cpu_and_its_bfloat16_units(tmp_path, flags, units):
     assert run.machine(tmp_path / "missing").endswith("no AVX-512 or AMX")
 
 
+@pytest.mark.quick
 def test_machine_names_the_accelerator_the_backend_uses(monkeypatch, tmp_path):
     """No GPU here: the backends' own device queries are replaced by a pretend one."""
     import types

@@ -30,6 +30,7 @@ def epoch_order(x, y, seed, epoch, batch_size=8):
     return plain
 
 
+@pytest.mark.quick
 def test_every_epoch_has_its_own_order_fixed_by_seed_and_epoch():
     x = np.arange(50, dtype="float32")[:, None]
     first = np.concatenate(epoch_order(x, None, seed=0, epoch=0))[:, 0]
@@ -43,6 +44,7 @@ def test_every_epoch_has_its_own_order_fixed_by_seed_and_epoch():
     assert all(np.array_equal(a, -b) for a, b in pairs)
 
 
+@pytest.mark.quick
 def test_fit_with_a_seed_set_sees_a_new_order_every_epoch(tmp_path):
     """The fault this guards against: seeded fit(shuffle=True) replaying one order."""
     class Record(keras.layers.Layer):
@@ -92,6 +94,7 @@ def sampler_and_input(script, seed):
     return model, layer, np.zeros((4, cfg.num_latents, cfg.classes_per_latent), "float32")
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("script", [importlib.import_module(s.name) for s in catalog.SCRIPTS],
                          ids=lambda m: m.__name__)
 def test_a_seed_sets_the_initial_weights_and_the_sampler_noise(script):
@@ -129,6 +132,7 @@ def test_same_seed_same_history_resumed_or_not_and_another_seed_differs(tmp_path
         assert not np.array_equal(a[column], other[column]), column
 
 
+@pytest.mark.quick
 def test_summary_statistics_and_the_mixed_image_counts_note(tmp_path):
     for seed, (val, nll, images) in enumerate([(10.0, 5.0, 100), (12.0, 6.0, 20), (14.0, 7.0, 20)]):
         out = seeds.run_dir(tmp_path, "vae_keras", seed)
@@ -171,6 +175,7 @@ def test_the_study_runs_each_seed_once_and_summarises(tmp_path):
     assert changed.returncode == 1 and "no finished run with these settings" in changed.stderr
 
 
+@pytest.mark.quick
 def test_a_setting_added_after_a_run_reads_as_its_default(tmp_path):
     """Runs made before a flag existed lack it in config.json: the seed study keeps them and
     --load accepts them as made with the flag's default, which is the behaviour they had; a

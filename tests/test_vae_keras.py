@@ -10,6 +10,7 @@ from common import evaluation, run
 QUICK = ["--subset", "2000", "--epochs", "2", "--is-images", "50", "--is-samples", "100"]
 
 
+@pytest.mark.quick
 def test_kl_closed_form_matches_monte_carlo():
     rng = np.random.default_rng(0)
     z_mean = np.array([[0.3, -1.2]], "float32")
@@ -23,6 +24,7 @@ def test_kl_closed_form_matches_monte_carlo():
     assert abs(mc.mean() - kl) < 4 * mc.std() / np.sqrt(len(mc))
 
 
+@pytest.mark.quick
 @pytest.mark.backends
 def test_sampling_layer_mean_and_variance():
     layer = vae_keras.Sampling(seed=1)
@@ -36,6 +38,7 @@ def test_sampling_layer_mean_and_variance():
     assert isinstance(again, vae_keras.Sampling) and again.seed == 1
 
 
+@pytest.mark.quick
 def test_eq3_regulariser_and_none():
     z_mean = np.array([[0.3, -1.2], [2.0, 0.0]], "float32")
     z_log_var = np.array([[-0.7, 0.4], [0.0, 1.0]], "float32")
@@ -48,6 +51,7 @@ def test_eq3_regulariser_and_none():
                                np.asarray(vae_keras.gaussian_kl(z_mean, z_log_var)))
 
 
+@pytest.mark.quick
 def test_squared_error_reconstruction():
     rng = np.random.default_rng(1)
     x = rng.random((3, 784)).astype("float32")
@@ -59,6 +63,7 @@ def test_squared_error_reconstruction():
                                -np.asarray(evaluation.bernoulli_log_likelihood(x, logits)))
 
 
+@pytest.mark.quick
 def test_empty_cells_sees_holes():
     rng = np.random.default_rng(2)
     assert vae_keras.empty_cells(rng.standard_normal((10000, 2))) < 0.05
@@ -66,6 +71,7 @@ def test_empty_cells_sees_holes():
     assert vae_keras.empty_cells(clusters) > 0.8
 
 
+@pytest.mark.quick
 def test_parameter_count():
     vae, _, _ = vae_keras.build_models(vae_keras.Config())
     assert vae.count_params() == 404_244

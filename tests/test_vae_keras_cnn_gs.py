@@ -26,6 +26,7 @@ def binary_images(n, seed=0):
 # ---------------------------------------------------------------- the Gumbel-Softmax layer
 
 
+@pytest.mark.quick
 @pytest.mark.backends
 def test_gumbel_max_picks_each_class_with_softmax_probability():
     logits = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0, 0.3, 1.5, -0.5, 0.8], "float32")
@@ -39,6 +40,7 @@ def test_gumbel_max_picks_each_class_with_softmax_probability():
     assert chisquare(counts, n * softmax(logits.astype(np.float64) * 0.95)).pvalue < 1e-6
 
 
+@pytest.mark.quick
 def test_gumbel_softmax_lies_on_the_simplex_and_tends_to_one_hot():
     logits = np.random.default_rng(1).normal(0, 1, (2000, 32, 10)).astype("float32")
     mean_max = []
@@ -51,6 +53,7 @@ def test_gumbel_softmax_lies_on_the_simplex_and_tends_to_one_hot():
     assert mean_max[0] < 0.2 and mean_max[-1] > 0.97
 
 
+@pytest.mark.quick
 def test_gumbel_softmax_layer_is_serialisable_and_tau_is_a_saved_weight(tmp_path):
     layer = gs.GumbelSoftmax(tau=0.7, seed=11, name="z")
     again = keras.layers.deserialize(keras.layers.serialize(layer))
@@ -69,6 +72,7 @@ def test_gumbel_softmax_layer_is_serialisable_and_tau_is_a_saved_weight(tmp_path
     assert int(loaded.get_layer("z").step.numpy()) == 42  # a resume continues the schedule
 
 
+@pytest.mark.quick
 def test_parameter_count():
     vae, encoder, decoder = gs.build_models(gs.Config())
     # 299,201 trainable weights plus tau: the blog's 299,202; plus the layer's batch counter
@@ -183,6 +187,7 @@ def test_compiled_training_step_reads_the_current_tau():
 # ---------------------------------------------------------------- bounds and metrics
 
 
+@pytest.mark.quick
 def test_loss_plus_constant_is_the_relaxed_neg_elbo_against_the_uniform_prior():
     vae, encoder, _ = gs.build_models(gs.Config())
     logits_layer = [l for l in encoder.layers if isinstance(l, keras.layers.Dense)][-1]
@@ -219,6 +224,7 @@ def small_discrete_model(latents=2, classes=3, seed=0):
     return encoder, decoder
 
 
+@pytest.mark.quick
 def test_importance_sampling_and_discrete_elbo_match_exact_enumeration():
     latents, classes = 2, 3
     encoder, decoder = small_discrete_model(latents, classes)
@@ -246,6 +252,7 @@ def test_importance_sampling_and_discrete_elbo_match_exact_enumeration():
     assert metrics["test_neg_elbo"] == pytest.approx(exact_neg_elbo.mean(), abs=0.5)
 
 
+@pytest.mark.quick
 def test_nll_decoding_in_compiled_batches_matches_predict():
     keras.utils.set_random_seed(0)
     _, _, decoder = gs.build_models(gs.Config(num_latents=4, classes_per_latent=3))
@@ -257,6 +264,7 @@ def test_nll_decoding_in_compiled_batches_matches_predict():
                                atol=1e-6)
 
 
+@pytest.mark.quick
 def test_plain_softmax_relaxation_has_no_noise():
     logits = np.random.default_rng(2).normal(size=(4, 32, 10)).astype("float32")
     layer = gs.GumbelSoftmax(tau=0.5, seed=0, noise=False)
@@ -267,6 +275,7 @@ def test_plain_softmax_relaxation_has_no_noise():
     assert gs.GumbelSoftmax.from_config(layer.get_config()).noise is False
 
 
+@pytest.mark.quick
 @pytest.mark.backends
 def test_input_gradient_on_every_backend():
     x = np.array([[1.0, -2.0, 0.5]], "float32")
@@ -274,6 +283,7 @@ def test_input_gradient_on_every_backend():
                                6 * x)
 
 
+@pytest.mark.quick
 def test_gradient_estimators_against_exact_gradients():
     """One latent of 3 classes: E_q[f(c)] = sum_c p_c f(c) has the exact gradient
     p_c (f(c) - E_q f) in the logits. The score-function estimates average to it; each
@@ -309,6 +319,7 @@ def test_gradient_estimators_against_exact_gradients():
     assert reinforce.var(0).sum() > reparam[:1000].var(0).sum()
 
 
+@pytest.mark.quick
 def test_gradient_norms_per_tau_summarise_the_estimates():
     """`gradient_metrics` reports, for the run's taus and every tau of TAU_GRID, the norms of the
     same reparameterised estimates whose variances it reports: recomputed here from
@@ -336,6 +347,7 @@ def test_gradient_norms_per_tau_summarise_the_estimates():
 # ---------------------------------------------------------------- the script
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("argv, needle", [
     (["--tau-min", "0"], "--tau-min must be > 0.0"),
     (["--tau-max", "-1"], "--tau-max must be > 0.0"),

@@ -50,11 +50,13 @@ def scaled_integral(kappa, dims, g=lambda w: 1.0):
 # ---------------------------------------------------------------- constants
 
 
+@pytest.mark.quick
 def test_kl_constant_and_mean_cosine_at_the_blogs_setting():
     assert abs(vmf.vmf_kl(20.0, 4) - 3.2584) < 5e-5
     assert abs(vmf.mean_cosine(20.0, 4) - 0.925988) < 1e-6
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("dims", [2, 3, 4, 16, 128])
 @pytest.mark.parametrize("kappa", [0.0, 1e-3, 1.0, 20.0, 1000.0])
 def test_normaliser_and_mean_match_quadrature(dims, kappa):
@@ -67,6 +69,7 @@ def test_normaliser_and_mean_match_quadrature(dims, kappa):
     assert abs(vmf.mean_cosine(kappa, dims) - first / mass) < 1e-9
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("dims, kappa", [(4, 20.0), (16, 50.0), (2, 3.0)])
 def test_kl_constant_matches_monte_carlo(dims, kappa):
     rng = np.random.default_rng(dims)
@@ -88,6 +91,7 @@ def test_kl_constant_matches_monte_carlo(dims, kappa):
 # ---------------------------------------------------------------- the exact reference CDF
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("dims", [2, 3, 4, 16, 128])
 def test_reference_cdf_matches_beta_at_kappa_zero(dims):
     w = np.linspace(-1, 1, 201)[1:-1]
@@ -96,6 +100,7 @@ def test_reference_cdf_matches_beta_at_kappa_zero(dims):
                                atol=1e-9)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("kappa", [0.5, 20.0, 1000.0])
 def test_reference_cdf_matches_closed_forms_for_d2_and_d3(kappa):
     w = np.sort(np.concatenate([np.linspace(-0.999, 0.999, 101), 1 - np.geomspace(1e-9, 1e-2, 30)]))
@@ -111,6 +116,7 @@ def test_reference_cdf_matches_closed_forms_for_d2_and_d3(kappa):
 # ---------------------------------------------------------------- the table
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("dims, kappa", [(d, k) for d in DIMS for k in KAPPAS])
 def test_quantile_function_is_exact(dims, kappa):
     """F(Q(u)) = 1 - u (Q maps small u to w near 1), including the outermost cells.
@@ -132,6 +138,7 @@ def test_quantile_function_is_exact(dims, kappa):
     assert np.max(np.abs(cdf - target)) < 2e-6
 
 
+@pytest.mark.quick
 @pytest.mark.backends
 @pytest.mark.parametrize("dims, kappa", GRID)
 def test_table_is_exact_in_distribution(dims, kappa):
@@ -144,6 +151,7 @@ def test_table_is_exact_in_distribution(dims, kappa):
     assert abs(table.mean() - vmf.mean_cosine(kappa, dims)) < 4 * table.std() / math.sqrt(n)
 
 
+@pytest.mark.quick
 def test_table_is_reproducible_and_seeded():
     a = vmf.build_w_table(20, 4, 1000, seed=3)
     assert np.array_equal(a, vmf.build_w_table(20.0, 4, 1000, seed=3))
@@ -151,6 +159,7 @@ def test_table_is_reproducible_and_seeded():
     assert vmf.build_w_table(20, 4, 1, seed=0).shape == (1,)
 
 
+@pytest.mark.quick
 def test_default_table_needs_little_memory():
     def build():
         vmf.w_quantile_grid.cache_clear()
@@ -165,6 +174,7 @@ def test_default_table_needs_little_memory():
     assert extra < 20e6
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("args, needle", [
     ((-1.0, 4, 10), "kappa must be a finite number >= 0"),
     ((float("nan"), 4, 10), "kappa must be a finite number >= 0"),
@@ -181,6 +191,7 @@ def test_bad_table_arguments_raise(args, needle):
     assert needle in str(e.value)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("argv, needle", [
     (["--kappa", "-1"], "--kappa must be >= 0.0 (got -1.0)"),
     (["--kappa", "nan"], "--kappa must be finite"),
@@ -210,6 +221,7 @@ def unit_rows(n, d, seed):
     return vmf.uniform_on_sphere(n, d, np.random.default_rng(seed)).astype("float32")
 
 
+@pytest.mark.quick
 @pytest.mark.backends
 @pytest.mark.parametrize("dims, kappa", [(4, 20.0), (2, 5.0), (16, 1000.0)])
 def test_layer_parts_are_unit_orthogonal_and_from_the_table(dims, kappa):
@@ -226,6 +238,7 @@ def test_layer_parts_are_unit_orthogonal_and_from_the_table(dims, kappa):
     assert len(np.unique(w)) > 4000
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("sampler", ["layer", "numpy"])
 @pytest.mark.parametrize("dims, kappa", [(4, 20.0), (3, 2.0), (128, 50.0)])
 def test_mean_of_z_is_a_d_kappa_times_mu(sampler, dims, kappa):
@@ -240,6 +253,7 @@ def test_mean_of_z_is_a_d_kappa_times_mu(sampler, dims, kappa):
     assert np.all(np.abs(err) < 4 * z.std(0) / math.sqrt(n))
 
 
+@pytest.mark.quick
 def test_kappa_zero_is_uniform_on_the_sphere():
     n, d = 100_000, 4
     mu = np.tile(unit_rows(1, d, 5), (n, 1))
@@ -252,6 +266,7 @@ def test_kappa_zero_is_uniform_on_the_sphere():
     np.testing.assert_allclose(np.cov(z.T), np.eye(d) / d, atol=0.005)
 
 
+@pytest.mark.quick
 def test_layer_round_trips_through_config_and_saving(tmp_path):
     layer = vmf.VMFSampling(7.5, table_size=1000, seed=4, name="z")
     model = keras.Sequential([keras.Input((5,)), layer])
@@ -275,6 +290,7 @@ def test_layer_round_trips_through_config_and_saving(tmp_path):
 # ---------------------------------------------------------------- the model
 
 
+@pytest.mark.quick
 def test_parameter_count():
     vae, _, _ = vmf.build_models(vmf.Config())
     assert vae.count_params() == 404_756
