@@ -1,3 +1,5 @@
+"""MNIST offline (common/data.py): the arrays and their digests, each source (cache, file, the
+PyPI wheel), a corrupt or missing file, and the restricted unpickler."""
 import gzip
 import io
 import os

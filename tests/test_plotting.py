@@ -1,3 +1,4 @@
+"""common/plotting.py: image grids and the loss curves' cut-off axis."""
 import numpy as np
 import pytest
 

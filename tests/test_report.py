@@ -1,3 +1,5 @@
+"""common/report.py: the results tables and the comparison from published runs, one metric
+schema, the generated blocks of both READMEs (current, and only they rewritten) and their links."""
 import json
 import re
 import subprocess

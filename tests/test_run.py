@@ -1,3 +1,6 @@
+"""A run's plumbing (common/config.py, run.py, backup.py, machine.py, evaluation.py): settings
+and their command line, evaluation-only flags, bad values, atomic writes, NaN, unreadable
+weights, resume of weights and optimizer, history files, naming the machine."""
 import json
 import dataclasses
 import subprocess

@@ -1,3 +1,6 @@
+"""vae_keras.py: the KL and the sampling layer, the regularisers and reconstructions of the
+claims, the latent metrics, the parameter count, the importance-sampled NLL, and a short
+end-to-end run killed and resumed."""
 import json
 
 import keras

@@ -1,3 +1,6 @@
+"""vae_keras_cnn_gs.py: the Gumbel-Softmax layer and its tau schedule inside compiled steps,
+the loss, the discrete -ELBO and NLL against exact enumeration, the gradient estimators and
+their norms per tau, bad flags, and a short end-to-end run killed and resumed."""
 import json
 import math
 
