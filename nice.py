@@ -35,7 +35,6 @@ Deviations from the original:
 """
 import dataclasses
 import math
-import time
 
 from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
 import keras  # noqa: E402
@@ -491,7 +490,8 @@ def main(argv=None, callbacks=()):
 
     `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
     """
-    cfg, out = run.setup(Config, argv, "nice", description=__doc__)
+    job = run.setup(Config, argv, "nice", description=__doc__)
+    cfg = job.cfg
     rng = np.random.default_rng(cfg.seed)
     cpu = run.machine()
     if cfg.precision == "bfloat16" and "BF16" not in cpu:
@@ -503,11 +503,10 @@ def main(argv=None, callbacks=()):
     encoder, generator = build_models(cfg)
 
     # the blog keeps the weights of the best validation epoch
-    history = run.train_or_load(encoder, cfg, out, x_train, x_train,
+    history = job.train_or_load(encoder, x_train, x_train,
                                 validation_data=(x_test, x_test), callbacks=callbacks,
                                 keep_best=True)
-    evaluation_started = time.perf_counter()
-    stage = run.pending(out)  # the figures' folder until the run is published
+    stage = job.pending()  # the figures' folder until the run is published
     save_figures(cfg, stage, encoder, generator, x_test, history, rng)
 
     test_loss = float(encoder.evaluate(x_test, x_test, batch_size=cfg.batch_size, verbose=0))
@@ -522,7 +521,7 @@ def main(argv=None, callbacks=()):
         **std_sweep(generator, x_test, rng),
         "precision": cfg.precision,
     }
-    return run.finish(out, encoder, metrics, evaluation_started)
+    return job.finish(encoder, metrics)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Deviations from the original:
 """
 import dataclasses
 import math
-import time
 
 from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
 import keras  # noqa: E402
@@ -200,17 +199,17 @@ def main(argv=None, callbacks=()):
 
     `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
     """
-    cfg, out = run.setup(Config, argv, "vae_keras", description=__doc__)
+    job = run.setup(Config, argv, "vae_keras", description=__doc__)
+    cfg = job.cfg
     rng = np.random.default_rng(cfg.seed)
     (x_train, _), (x_test, y_test) = run.load_data(cfg)
     x_train = x_train.reshape(-1, ORIGINAL_DIM)
     x_test = x_test.reshape(-1, ORIGINAL_DIM)
     vae, encoder, decoder = build_models(cfg)
 
-    history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None),
+    history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
                                 callbacks=callbacks)
-    evaluation_started = time.perf_counter()
-    save_figures(cfg, run.pending(out), encoder, decoder, x_test, y_test, history)
+    save_figures(cfg, job.pending(), encoder, decoder, x_test, y_test, history)
 
     decoder_logits = evaluation.logits_model(decoder)
     summary = run.history_summary(history)
@@ -231,7 +230,7 @@ def main(argv=None, callbacks=()):
         metrics.update(latent_empty_cells=empty_cells(z_mean),
                        latent_code_sd=z_mean.std(0).tolist(),
                        latent_mean_sigma=float(np.exp(z_log_var / 2).mean()))
-    return run.finish(out, vae, metrics, evaluation_started)
+    return job.finish(vae, metrics)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ Deviations from the original:
 """
 import dataclasses
 import math
-import time
 
 from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
 import keras  # noqa: E402
@@ -382,7 +381,8 @@ def main(argv=None, callbacks=()):
 
     `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
     """
-    cfg, out = run.setup(Config, argv, "vae_keras_cnn_gs", description=__doc__)
+    job = run.setup(Config, argv, "vae_keras_cnn_gs", description=__doc__)
+    cfg = job.cfg
     rng = np.random.default_rng(cfg.seed)
     (x_train, _), (x_test, _) = run.load_data(cfg)
     x_train, x_test = x_train[..., None], x_test[..., None]
@@ -390,10 +390,9 @@ def main(argv=None, callbacks=()):
     gumbel = vae.get_layer("z")
 
     annealing = TauAnnealing(gumbel, cfg.tau_max, cfg.tau_min, cfg.tau_decay)
-    history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None),
+    history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
                                 callbacks=[annealing, *callbacks])
-    evaluation_started = time.perf_counter()
-    save_figures(cfg, run.pending(out), encoder, decoder, x_test, history, rng)
+    save_figures(cfg, job.pending(), encoder, decoder, x_test, history, rng)
 
     summary = run.history_summary(history)
     metrics = {
@@ -407,7 +406,7 @@ def main(argv=None, callbacks=()):
     if cfg.gradient_draws:
         metrics.update(gradient_metrics(encoder, decoder, x_test[:GRADIENT_IMAGES], cfg,
                                         metrics["final_tau"], rng))
-    return run.finish(out, vae, metrics, evaluation_started)
+    return job.finish(vae, metrics)
 
 
 if __name__ == "__main__":

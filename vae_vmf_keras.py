@@ -42,7 +42,6 @@ import dataclasses
 import functools
 import math
 import numbers
-import time
 
 from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
 import keras  # noqa: E402
@@ -226,17 +225,17 @@ def main(argv=None, callbacks=()):
 
     `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
     """
-    cfg, out = run.setup(Config, argv, "vae_vmf_keras", description=__doc__)
+    job = run.setup(Config, argv, "vae_vmf_keras", description=__doc__)
+    cfg = job.cfg
     rng = np.random.default_rng(cfg.seed)
     (x_train, _), (x_test, _) = run.load_data(cfg)
     x_train = x_train.reshape(-1, ORIGINAL_DIM)
     x_test = x_test.reshape(-1, ORIGINAL_DIM)
     vae, encoder, decoder = build_models(cfg)
 
-    history = run.train_or_load(vae, cfg, out, x_train, validation_data=(x_test, None),
+    history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
                                 callbacks=callbacks)
-    evaluation_started = time.perf_counter()
-    save_figures(cfg, run.pending(out), encoder, decoder, x_test, history, rng)
+    save_figures(cfg, job.pending(), encoder, decoder, x_test, history, rng)
 
     decoder_logits = evaluation.logits_model(decoder)
     summary = run.history_summary(history)
@@ -253,7 +252,7 @@ def main(argv=None, callbacks=()):
         else sampled["test_neg_elbo_sampled"],
         **sampled,
     }
-    return run.finish(out, vae, metrics, evaluation_started)
+    return job.finish(vae, metrics)
 
 
 # ================================================================ the sampler's numerics

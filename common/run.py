@@ -42,12 +42,77 @@ from common.machine import accelerator  # noqa: E402, F401
 REPO = Path(__file__).resolve().parent.parent
 
 
+class Run:
+    """One run of a script, as `setup` returns it: its settings (`cfg`) and folder (`out`),
+    where it stands (`phase`, `epochs_done`: the interrupt message says how to go on), the
+    weights that training leaves for `finish` to publish, and when its evaluation started.
+
+    A script's `main` reads: `job = run.setup(...)`, the data and the models,
+    `history = job.train_or_load(model, ...)`, the figures in `job.pending()`, the metrics, and
+    `return job.finish(model, metrics)`.
+    """
+
+    def __init__(self, cfg, out):
+        self.cfg, self.out = cfg, Path(out)
+        self.phase, self.epochs_done = "setup", None
+        self.trained = None  # (weights file, settings) that `finish` publishes after training
+        self.evaluation_started = None
+
+    def train(self, model, x, y=None, **train_kwargs):
+        """`train` for this run; see there."""
+        return train(model, self.cfg, self.out, x, y, job=self, **train_kwargs)
+
+    def train_or_load(self, model, x, y=None, **train_kwargs):
+        """With --load, the saved weights and history of an earlier run; otherwise `train`.
+
+        --load checks the files against the run's manifest, and every setting but those of
+        the evaluation (`load_may_change`) against its config.json. Either way the
+        evaluation's clock starts when this returns.
+        """
+        if self.cfg.load:
+            history = load(model, self.cfg, self.out)
+        else:
+            history = self.train(model, x, y, **train_kwargs)
+        self.phase, self.evaluation_started = "evaluation", time.perf_counter()
+        return history
+
+    def pending(self):
+        """An empty folder for this evaluation's figures, published with the rest by `finish`."""
+        return pending(self.out)
+
+    def finish(self, model, metrics):
+        """`finish` for this run: publish its outputs; returns the metrics."""
+        started = self.evaluation_started or time.perf_counter()
+        return finish(self.out, model, metrics, started, self.trained, self)
+
+    def interrupted_message(self):
+        out, phase, done = self.out, self.phase, self.epochs_done
+        if phase == "training":
+            if not done:
+                return (f"interrupted in the first epoch of this run; nothing in {out} was "
+                        "replaced. The same command starts it again")
+            if done >= self.cfg.epochs:
+                return (f"interrupted after the last epoch ({done}, backed up in "
+                        f"{out / BACKUP}); earlier outputs in {out} are untouched. The same "
+                        "command evaluates it without training")
+            return (f"interrupted after epoch {done} (backed up in {out / BACKUP}); earlier "
+                    f"outputs in {out} are untouched. The same command resumes from epoch "
+                    f"{done + 1}")
+        if phase == "evaluation":
+            return (f"interrupted during the evaluation; earlier outputs in {out} are untouched "
+                    "and the trained state is kept. The same command evaluates again without "
+                    "training")
+        if phase == "published":
+            return f"interrupted as the run ended; its outputs in {out} are complete"
+        return "interrupted before training; nothing was changed"
+
+
+_started = []  # the Runs `setup` made in this process, the last one current (for `cli`)
+
+
 def setup(cls, argv, name, description=None):
     """Parse the command line, seed everything, create and lock the output folder, and finish
-    whatever an earlier run left half done there (`recover`).
-
-    Returns (cfg, out).
-    """
+    whatever an earlier run left half done there (`recover`). Returns the `Run`."""
     cfg = parse_config(cls, argv, prog=f"{name}.py", description=description)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out_dir) if cfg.out_dir else REPO / "results" / name
@@ -56,38 +121,27 @@ def setup(cls, argv, name, description=None):
              "--load) or pass its --out-dir")
     out.mkdir(parents=True, exist_ok=True)
     lock(out)
-    PROGRESS.update(out=out, phase="setup", epochs_done=None, epochs=cfg.epochs)
+    job = Run(cfg, out)
+    _started[:] = [job]
     recover(out)
-    return cfg, out
-
-
-# Where the current run stands, for the message of an interrupt (`cli`).
-PROGRESS = {"out": None, "phase": None, "epochs_done": None, "epochs": None}
+    return job
 
 
 class Progress(keras.callbacks.Callback):
+    """Last among `fit`'s callbacks: records each epoch as done once it is backed up."""
+
+    def __init__(self, job):
+        super().__init__()
+        self.job = job
+
     def on_epoch_end(self, epoch, logs=None):
-        PROGRESS["epochs_done"] = epoch + 1
+        self.job.epochs_done = epoch + 1
 
 
 def interrupted_message():
-    out, phase, done = PROGRESS["out"], PROGRESS["phase"], PROGRESS["epochs_done"]
-    if phase == "training":
-        if not done:
-            return (f"interrupted in the first epoch of this run; nothing in {out} was replaced. "
-                    "The same command starts it again")
-        if done >= (PROGRESS["epochs"] or math.inf):
-            return (f"interrupted after the last epoch ({done}, backed up in {out / BACKUP}); "
-                    f"earlier outputs in {out} are untouched. The same command evaluates it "
-                    "without training")
-        return (f"interrupted after epoch {done} (backed up in {out / BACKUP}); earlier "
-                f"outputs in {out} are untouched. The same command resumes from epoch {done + 1}")
-    if phase == "evaluation":
-        return (f"interrupted during the evaluation; earlier outputs in {out} are untouched and "
-                "the trained state is kept. The same command evaluates again without training")
-    if phase == "published":
-        return f"interrupted as the run ended; its outputs in {out} are complete"
-    return "interrupted before training; nothing was changed"
+    if not _started:
+        return "interrupted before training; nothing was changed"
+    return _started[-1].interrupted_message()
 
 
 def cli(main):
@@ -164,10 +218,8 @@ class StopOnNaN(keras.callbacks.Callback):
             raise TrainingDiverged(f"the training loss became {float(loss)} at batch {batch}")
 
 
-_trained = {}  # out -> what `finish` publishes after a training run: weights file, config
-
-
-def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_best=False):
+def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_best=False,
+          job=None):
     """`model.fit` with resume, a per-epoch history, epoch timing and a NaN guard.
 
     Killed and started again with the same command, a run continues after its last finished
@@ -177,13 +229,15 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
     together, so a run that is killed or diverges leaves the earlier outputs whole. With
     `keep_best`, the weights left in the model (and published) are those of the epoch with the
     lowest validation loss; otherwise the last epoch's. Returns the full history as a dict of
-    arrays, resumed epochs included.
+    arrays, resumed epochs included. `job` is the `Run` it belongs to (a new one if not given):
+    it learns the epochs done and the weights to publish.
     """
+    job = job or Run(cfg, out)
     build_optimizer(model)  # so that a resume restores the optimizer's state too
     folder, partial = out / BACKUP, out / PARTIAL_HISTORY
     state = resume(model, cfg, out, keep_best)
     done = state["epochs_done"] if state else 0
-    PROGRESS.update(out=out, phase="training", epochs_done=done or None)
+    job.phase, job.epochs_done = "training", done or None
     keeper = None
     if keep_best:
         best_val = state["best_val_loss"] if state and state["best"] else math.inf
@@ -192,7 +246,7 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
         batches, order = epoch_batches(x, y, cfg.batch_size, cfg.seed)
         cbs = [order, EpochTimer(), *callbacks, *([keeper] if keeper else []),
                StopOnNaN(), keras.callbacks.CSVLogger(str(partial), append=True),
-               Backup(folder, cfg, keeper), Progress()]  # Progress last: done once backed up
+               Backup(folder, cfg, keeper), Progress(job)]  # last: done once backed up
         try:
             model.fit(batches, epochs=cfg.epochs, initial_epoch=done, shuffle=False,
                       validation_data=validation_data, validation_batch_size=cfg.batch_size,
@@ -205,8 +259,8 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
     weights = folder / (state["best"] if keep_best and state["best"] else state["weights"])
     if keep_best:
         load_weights(model, weights)
-    _trained[Path(out).resolve()] = (weights, cfg)
-    PROGRESS["phase"] = "evaluation"
+    job.trained = (weights, cfg)
+    job.phase = "evaluation"
     return read_history(partial)
 
 
@@ -224,39 +278,36 @@ def history_summary(history):
     }
 
 
-def train_or_load(model, cfg, out, x, y=None, **train_kwargs):
-    """With --load, the saved weights and history of an earlier run; otherwise `train` them.
-
-    --load checks the files against the run's manifest, and every setting but those of the
-    evaluation (`load_may_change`) against its config.json.
-    """
-    if cfg.load:
-        check_published(out, ("config.json", "history.csv", WEIGHTS))
-        try:
-            saved = json.loads((out / "config.json").read_text())
-        except ValueError as e:
-            fail(f"cannot read {out / 'config.json'} ({e})")
-        if not isinstance(saved, dict):
-            fail(f"{out / 'config.json'} is not a JSON object of settings; train again")
-        changed = [f"{flag} {now!r} (saved: {then!r})"
-                   for flag, then, now in changed_settings(saved, cfg, load_may_change(type(cfg)))]
-        if changed:
-            fail(f"the run in {out} was trained with other settings: {', '.join(changed)}; "
-                 "pass the saved values to --load it")
-        try:
-            history = read_history(out / "history.csv")
-        except ValueError as e:
-            fail(f"{e}; train again (run without --load)")
-        load_weights(model, out / WEIGHTS)
-        PROGRESS["phase"] = "evaluation"
-        return history
-    return train(model, cfg, out, x, y, **train_kwargs)
+def load(model, cfg, out):
+    """--load: the weights and history of the finished run in `out`, its files checked against
+    its manifest and every setting but the evaluation's (`load_may_change`) against its
+    config.json."""
+    check_published(out, ("config.json", "history.csv", WEIGHTS))
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except ValueError as e:
+        fail(f"cannot read {out / 'config.json'} ({e})")
+    if not isinstance(saved, dict):
+        fail(f"{out / 'config.json'} is not a JSON object of settings; train again")
+    changed = [f"{flag} {now!r} (saved: {then!r})"
+               for flag, then, now in changed_settings(saved, cfg, load_may_change(type(cfg)))]
+    if changed:
+        fail(f"the run in {out} was trained with other settings: {', '.join(changed)}; "
+             "pass the saved values to --load it")
+    try:
+        history = read_history(out / "history.csv")
+    except ValueError as e:
+        fail(f"{e}; train again (run without --load)")
+    load_weights(model, out / WEIGHTS)
+    return history
 
 
-def finish(out, model, metrics, evaluation_started):
+def finish(out, model, metrics, evaluation_started, trained=None, job=None):
     """Add the evaluation time, parameter count and machine, and publish the run; return metrics.
 
-    `evaluation_started` is the `time.perf_counter()` at which training (or loading) ended.
+    `evaluation_started` is the `time.perf_counter()` at which training (or loading) ended;
+    `trained` the (weights file, settings) a training run leaves (None after --load); `job`,
+    the `Run`, is marked published as the publishing ends (before a held Ctrl-C lands).
     Everything new (figures, metrics.json and, after training, the weights, history.csv and
     config.json) is staged in `pending/`; then `pending/manifest.json`, naming every file of the
     new set with its size and SHA-256, is written in one atomic step: from that moment the run
@@ -271,7 +322,6 @@ def finish(out, model, metrics, evaluation_started):
     stage.mkdir(exist_ok=True)
     write_json(stage / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
-    trained = _trained.pop(out.resolve(), None)
     with uninterrupted():
         carried = {}
         if trained:
@@ -285,7 +335,8 @@ def finish(out, model, metrics, evaluation_started):
         write_json(stage / MANIFEST, {"files": {**carried, **files},
                                       "clears_backup": bool(trained)})
         publish(out)
-        PROGRESS["phase"] = "published"
+        if job:
+            job.phase = "published"
     bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         fail(f"{', '.join(bad)} came out NaN or infinite (written as such to "
