@@ -317,7 +317,8 @@ def summary_table():
     lines = ["| model | epochs | seeds | test loss as the blog computes it: seed 0<br>mean ± sd "
              "over the seeds | the blog | the original script, two reruns, against our seeds | "
              "test NLL, nats (VAEs: Bernoulli likelihood of the grey levels, importance-sampled; "
-             "NICE: bound on the discrete NLL of the 8-bit pixels) | minutes: training + "
+             "NICE: upper bound on the discrete NLL of the 8-bit pixels, dequantised) | "
+             "minutes: training + "
              "evaluation |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [r for r in (summary_row(f, label, blogs[f]) for f, label in summary_rows()) if r]
