@@ -451,3 +451,27 @@ def test_the_journal_needs_no_keras_tensorflow_or_numpy(tmp_path):
 def test_the_blocked_import_check_catches_a_module_that_imports_keras():
     child = blocked("import common.run", run.REPO)  # common.run imports Keras
     assert child.returncode != 0 and "ModuleNotFoundError" in child.stderr, child.stderr[-2000:]
+
+
+@pytest.mark.quick
+def test_write_json_is_atomic_and_readable(tmp_path):
+    run.write_json(tmp_path / "m.json", {"a": np.float32(1.5), "b": 2})
+    assert (tmp_path / "m.json").read_text().startswith("{")
+    assert not list(tmp_path.glob("*.tmp"))
+    # a write that fails half-way leaves the previous file whole and no temporary behind
+    before = (tmp_path / "m.json").read_text()
+    with pytest.raises(TypeError):
+        run.write_json(tmp_path / "m.json", {"a": 1, "b": object()})
+    assert (tmp_path / "m.json").read_text() == before
+    assert json.loads(before) == {"a": 1.5, "b": 2}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.quick
+def test_read_history_parses_and_drops_empty_columns(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss,tau\n0,3.5,4.0,NA\n1,2.5,NA,NA\n")
+    history = run.read_history(path)
+    assert set(history) == {"epoch", "loss", "val_loss"}
+    np.testing.assert_array_equal(history["loss"], [3.5, 2.5])
+    assert np.isnan(history["val_loss"][1])
