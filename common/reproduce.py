@@ -418,7 +418,9 @@ def main(argv=None):
         print(f"running {c.line}", flush=True)
         if subprocess.run(shlex.split(c.line), cwd=REPO).returncode:
             failed.append(c)
-    summarise_studies(units, results)  # studies with a failed run wait for the next time
+    # the summaries of the studies that got a new run (one with a failed run waits)
+    ran = {u.study for u in todo}
+    summarise_studies([u for u in units if u.study in ran], results)
     if failed:
         run.fail(f"{len(failed)} runs failed (their logs are above); the same command runs them "
                  "again and keeps every finished one")
