@@ -8,37 +8,26 @@ post's equation, as measured differences without a verdict. A claim whose runs a
 committed yet shows "not run yet". Nothing here is typed by hand but the quotes, the commands
 and the rules.
 
-The rules are fixed before the runs they judge and each can fail. A verdict is one of:
-- supported / not supported: the measurement is on the claim's side / the other side of the rule
-  beyond its uncertainty;
-- inconclusive: the uncertainty covers both sides;
-- mixed: the parts of a claim, or the two metrics that judge it, disagree.
-Where a verdict rests on a difference between runs, each arm needs at least MIN_SEEDS seeds of a
-seed study; the uncertainty of a difference combines the seeds' spread and the test images'
-sampling error (see `difference`).
+The rules are fixed before the runs they judge and each can fail; the verdicts and the
+statistics behind them are common/rules.py's.
 """
 import json
 import math
 import re
-import statistics
 from pathlib import Path
 
 from common import journal
+from common.rules import (
+    INCONCLUSIVE, LOWER_RULE, MIN_SEEDS, NOT_SUPPORTED, SUPPORTED, Arm, Missing, apart, combine,
+    each_seed, judged, lower, mean_sd, num, same, t_quantile)
 
 REPO = Path(__file__).resolve().parent.parent
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
-MIN_SEEDS = 3
-SUPPORTED, NOT_SUPPORTED, MIXED, INCONCLUSIVE = ("supported", "not supported", "mixed",
-                                                 "inconclusive")
 
 GAUSS = "[7725](https://kexue.fm/archives/7725)"
 VMF = "[8404](https://kexue.fm/archives/8404)"
 GUMBEL = "[6705](https://kexue.fm/archives/6705)"
 FLOW = "[5776](https://kexue.fm/archives/5776)"
-
-
-class Missing(Exception):
-    """A run the claim needs is not committed (or has too few seeds)."""
 
 
 # ---------------------------------------------------------------- reading the committed runs
@@ -100,130 +89,15 @@ def best_within(folder, epochs, need=MIN_SEEDS):
     return out
 
 
-# ---------------------------------------------------------------- statistics and rules
-
-
-class Arm:
-    """One arm of a comparison: a value per seed and, where each value is estimated on a sample
-    of test images, its standard error over those images (`image_se`, one per seed)."""
-
-    def __init__(self, label, values, image_se=None):
-        self.label, self.values = label, [float(v) for v in values]
-        self.image_se = statistics.mean(image_se) if image_se else 0.0
-
-    @property
-    def n(self):
-        return len(self.values)
-
-    @property
-    def mean(self):
-        return statistics.mean(self.values)
-
-    @property
-    def sd(self):
-        return statistics.stdev(self.values) if self.n > 1 else 0.0
-
-    def __str__(self):
-        return f"{self.label} {mean_sd(self.values, 2 if abs(self.mean) < 10 else 1)}"
-
-
 def arm(label, folder, key, se_key=None, need=MIN_SEEDS):
+    """An `Arm` of a seed study's values of `key` (and their standard errors over images)."""
     runs = [metrics(f) for f in seed_runs(folder, need)]
     return Arm(label, [m[key] for m in runs], [m[se_key] for m in runs] if se_key else None)
-
-
-def t_quantile(df):
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, df)) if math.isfinite(df) else 1.959964
-
-
-def difference(a, b):
-    """(d, h): d = mean(b) − mean(a), h the half-width of its 95% interval.
-
-    The variance adds the seeds' part, sd_a²/n_a + sd_b²/n_b, and the test images' part,
-    se_a² + se_b² (each arm's mean standard error over images). The images' part is taken
-    unpaired: the runs store no per-image values, and for runs scored on the same images this
-    overstates the error, never understates it. The quantile is Student's t at the
-    Welch–Satterthwaite degrees of freedom of the seeds' part (normal if that part is zero).
-    """
-    if a.n < 2 or b.n < 2:
-        raise Missing(f"{MIN_SEEDS} seeds of both arms ({a.label}: {a.n}, {b.label}: {b.n})")
-    va, vb = a.sd ** 2 / a.n, b.sd ** 2 / b.n
-    seeds = va + vb
-    df = seeds ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1)) if seeds > 0 else math.inf
-    return b.mean - a.mean, t_quantile(df) * math.sqrt(seeds + a.image_se ** 2 + b.image_se ** 2)
-
-
-def interval(d, h, digits=1):
-    return f"{num(d, digits)} [{num(d - h, digits)}, {num(d + h, digits)}]"
-
-
-def lower(a, b, what="", digits=1):
-    """Claim: a is lower than b (a better loss, fewer pixels, ...).
-
-    supported: the 95% interval of mean(b) − mean(a) lies wholly above 0;
-    not supported: it lies wholly below 0 (b is the lower);
-    inconclusive: it covers 0.
-    """
-    d, h = difference(a, b)
-    verdict = SUPPORTED if d - h > 0 else NOT_SUPPORTED if d + h < 0 else INCONCLUSIVE
-    return (f"{what}{b.label} − {a.label} = {interval(d, h, digits)}", verdict)
-
-
-def same(a, b, margin, what="", digits=1):
-    """Claim: a and b are about the same, within ±margin (practical equivalence).
-
-    supported: the 95% interval of mean(b) − mean(a) lies inside [−margin, margin];
-    not supported: it lies wholly outside that band;
-    inconclusive: it crosses an edge of the band.
-    """
-    d, h = difference(a, b)
-    inside = -margin <= d - h and d + h <= margin
-    outside = d - h > margin or d + h < -margin
-    verdict = SUPPORTED if inside else NOT_SUPPORTED if outside else INCONCLUSIVE
-    return f"{what}{b.label} − {a.label} = {interval(d, h, digits)}", verdict
-
-
-def each_seed(values, passes):
-    """A claim about every run: supported if every seed passes, not supported if none does,
-    inconclusive if the seeds disagree."""
-    ok = [passes(v) for v in values]
-    return SUPPORTED if all(ok) else NOT_SUPPORTED if not any(ok) else INCONCLUSIVE
-
-
-def combine(verdicts):
-    """One verdict from the parts': theirs where all agree; mixed where some are supported and
-    some not; inconclusive where the rest agree but one or more parts are inconclusive."""
-    found = set(verdicts)
-    if len(found) == 1:
-        return verdicts[0]
-    return MIXED if {SUPPORTED, NOT_SUPPORTED} <= found else INCONCLUSIVE
-
-
-def judged(parts):
-    """[(text, verdict)] → ("text (verdict); ...", combined verdict)."""
-    return "; ".join(f"{t} ({v})" for t, v in parts), combine([v for _, v in parts])
-
-
-def num(v, digits=1):
-    return f"{v:.{digits}f}".replace("-", "−")
-
-
-def mean_sd(values, digits=1):
-    if len(values) == 1:
-        return f"{num(values[0], digits)} (1 seed)"
-    return (f"{num(statistics.mean(values), digits)} ± {num(statistics.stdev(values), digits)} "
-            f"({len(values)} seeds)")
 
 
 def figure(folder, name, label):
     """A link to a run's figure from results/README.md, where the table lives."""
     return f"[{label}]({folder}/{name})"
-
-
-LOWER_RULE = ("supported if the 95% interval of the difference lies wholly on the claimed "
-              "side of 0, not supported if wholly on the other, inconclusive if it covers 0")
 
 
 # ---------------------------------------------------------------- 7725: the Gaussian VAE
@@ -541,19 +415,6 @@ def reaches_2200():
             "supported if the 95% interval of the seeds' mean lies inside, not supported if "
             "wholly outside, inconclusive otherwise; mixed if the settings disagree", verdict,
             [figure(NOISELESS, "loss_seeds.png", "the noiseless seeds' curves")])
-
-
-def apart(low, high):
-    """Claim: every value of `high` exceeds every value of `low` (a rank rule for arms whose
-    spread a mean cannot summarise, such as diverging runs). With 3 seeds against 3, that order
-    arises by chance with probability 1/20 if the arms do not differ.
-
-    supported: min(high) > max(low); not supported: min(low) > max(high) (the reverse order);
-    inconclusive: the two overlap.
-    """
-    if min(high.values) > max(low.values):
-        return SUPPORTED
-    return NOT_SUPPORTED if min(low.values) > max(high.values) else INCONCLUSIVE
 
 
 def noise_prevents_overfitting():

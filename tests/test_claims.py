@@ -1,13 +1,12 @@
-"""The claims table (common/claims.py): each rule's verdicts, what would have produced each other
-one, the seeds a comparison needs, the quotes, and rows built from fake committed runs."""
+"""The claims table (common/claims.py): the quotes, missing runs, each row's verdicts from fake
+committed runs, and the tables built without Keras. (The rules alone: test_rules.py.)"""
 import json
 import re
 
 import pytest
 
 from common import claims, run
-from common.claims import (INCONCLUSIVE, MIXED, NOT_SUPPORTED, SUPPORTED, Arm, apart, combine,
-                           each_seed, lower, same)
+from common.rules import INCONCLUSIVE, MIXED, NOT_SUPPORTED, SUPPORTED
 
 pytestmark = pytest.mark.quick
 
@@ -49,62 +48,6 @@ def row(measure):
 
 def verdict(line):
     return line.rstrip(" |").rsplit("| ", 1)[1]
-
-
-# ---------------------------------------------------------------- the rules, each way
-
-
-@pytest.mark.parametrize("b, expected", [([10.0, 10.5, 11.0], SUPPORTED),
-                                         ([7.0, 7.5, 8.0], NOT_SUPPORTED),
-                                         ([8.0, 9.5, 11.0], INCONCLUSIVE)])
-def test_lower_says_which_side_of_zero_the_interval_lies(b, expected):
-    a = Arm("a", [9.0, 9.2, 9.4])
-    assert lower(a, Arm("b", b))[1] == expected
-
-
-def test_the_images_standard_error_widens_the_interval():
-    a, b = Arm("a", [9.0, 9.1, 9.2]), Arm("b", [9.6, 9.7, 9.8])
-    assert lower(a, b)[1] == SUPPORTED
-    assert lower(Arm("a", a.values, [0.5] * 3), Arm("b", b.values, [0.5] * 3))[1] == INCONCLUSIVE
-
-
-@pytest.mark.parametrize("b, expected", [([100.5, 100.0, 100.2], SUPPORTED),     # inside ±2
-                                         ([110.0, 110.5, 111.0], NOT_SUPPORTED),  # wholly out
-                                         ([101.0, 102.0, 103.0], INCONCLUSIVE)])  # across +2
-def test_same_is_practical_equivalence_within_the_margin(b, expected):
-    a = Arm("a", [100.0, 100.2, 100.4])
-    assert same(a, Arm("b", b), margin=2.0)[1] == expected
-
-
-def test_a_significant_but_small_difference_is_still_the_same():
-    """A significance test would call these different; equivalence within ±2 calls them the same."""
-    a, b = Arm("a", [100.0, 100.01, 100.02]), Arm("b", [101.0, 101.01, 101.02])
-    assert lower(a, b)[1] == SUPPORTED and same(a, b, margin=2.0)[1] == SUPPORTED
-
-
-def test_one_seed_is_not_enough_for_a_difference():
-    with pytest.raises(claims.Missing):
-        lower(Arm("a", [1.0]), Arm("b", [2.0, 2.1, 2.2]))
-
-
-@pytest.mark.parametrize("parts, expected", [
-    ([SUPPORTED, SUPPORTED], SUPPORTED), ([NOT_SUPPORTED] * 3, NOT_SUPPORTED),
-    ([SUPPORTED, NOT_SUPPORTED], MIXED), ([SUPPORTED, INCONCLUSIVE], INCONCLUSIVE),
-    ([SUPPORTED, INCONCLUSIVE, NOT_SUPPORTED], MIXED), ([INCONCLUSIVE], INCONCLUSIVE)])
-def test_combine(parts, expected):
-    assert combine(parts) == expected
-
-
-@pytest.mark.parametrize("values, expected", [([12, 30, 11], SUPPORTED), ([9, 3, 1], NOT_SUPPORTED),
-                                              ([12, 9, 40], INCONCLUSIVE)])
-def test_each_seed(values, expected):
-    assert each_seed(values, lambda r: r >= 10) == expected
-
-
-@pytest.mark.parametrize("high, expected", [([50, 9e5, 300], SUPPORTED), ([1, 2, 3], NOT_SUPPORTED),
-                                            ([15, 9e5, 300], INCONCLUSIVE)])
-def test_apart_is_a_rank_rule(high, expected):
-    assert apart(Arm("low", [10, 20, 12]), Arm("high", high)) == expected
 
 
 # ---------------------------------------------------------------- the table

@@ -1,0 +1,149 @@
+"""The statistics and rules behind the claims table's verdicts (common/claims.py uses them).
+
+A verdict is one of: supported / not supported (the measurement is on the claim's side / the
+other side of the rule beyond its uncertainty); inconclusive (the uncertainty covers both
+sides); mixed (the parts of a claim, or the two metrics that judge it, disagree). Each rule's
+docstring says what result gives each verdict. Where a verdict rests on a difference between
+runs, each arm needs at least MIN_SEEDS seeds; the uncertainty of a difference combines the
+seeds' spread and the test images' sampling error (`difference`). Standard library only (SciPy
+for Student's t).
+"""
+import math
+import statistics
+
+
+MIN_SEEDS = 3
+
+
+SUPPORTED, NOT_SUPPORTED, MIXED, INCONCLUSIVE = ("supported", "not supported", "mixed",
+                                                 "inconclusive")
+
+
+class Missing(Exception):
+    """A run the claim needs is not committed (or has too few seeds)."""
+
+
+class Arm:
+    """One arm of a comparison: a value per seed and, where each value is estimated on a sample
+    of test images, its standard error over those images (`image_se`, one per seed)."""
+
+    def __init__(self, label, values, image_se=None):
+        self.label, self.values = label, [float(v) for v in values]
+        self.image_se = statistics.mean(image_se) if image_se else 0.0
+
+    @property
+    def n(self):
+        return len(self.values)
+
+    @property
+    def mean(self):
+        return statistics.mean(self.values)
+
+    @property
+    def sd(self):
+        return statistics.stdev(self.values) if self.n > 1 else 0.0
+
+    def __str__(self):
+        return f"{self.label} {mean_sd(self.values, 2 if abs(self.mean) < 10 else 1)}"
+
+
+def t_quantile(df):
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df)) if math.isfinite(df) else 1.959964
+
+
+def difference(a, b):
+    """(d, h): d = mean(b) − mean(a), h the half-width of its 95% interval.
+
+    The variance adds the seeds' part, sd_a²/n_a + sd_b²/n_b, and the test images' part,
+    se_a² + se_b² (each arm's mean standard error over images). The images' part is taken
+    unpaired: the runs store no per-image values, and for runs scored on the same images this
+    overstates the error, never understates it. The quantile is Student's t at the
+    Welch–Satterthwaite degrees of freedom of the seeds' part (normal if that part is zero).
+    """
+    if a.n < 2 or b.n < 2:
+        raise Missing(f"{MIN_SEEDS} seeds of both arms ({a.label}: {a.n}, {b.label}: {b.n})")
+    va, vb = a.sd ** 2 / a.n, b.sd ** 2 / b.n
+    seeds = va + vb
+    df = seeds ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1)) if seeds > 0 else math.inf
+    return b.mean - a.mean, t_quantile(df) * math.sqrt(seeds + a.image_se ** 2 + b.image_se ** 2)
+
+
+def interval(d, h, digits=1):
+    return f"{num(d, digits)} [{num(d - h, digits)}, {num(d + h, digits)}]"
+
+
+def lower(a, b, what="", digits=1):
+    """Claim: a is lower than b (a better loss, fewer pixels, ...).
+
+    supported: the 95% interval of mean(b) − mean(a) lies wholly above 0;
+    not supported: it lies wholly below 0 (b is the lower);
+    inconclusive: it covers 0.
+    """
+    d, h = difference(a, b)
+    verdict = SUPPORTED if d - h > 0 else NOT_SUPPORTED if d + h < 0 else INCONCLUSIVE
+    return (f"{what}{b.label} − {a.label} = {interval(d, h, digits)}", verdict)
+
+
+def same(a, b, margin, what="", digits=1):
+    """Claim: a and b are about the same, within ±margin (practical equivalence).
+
+    supported: the 95% interval of mean(b) − mean(a) lies inside [−margin, margin];
+    not supported: it lies wholly outside that band;
+    inconclusive: it crosses an edge of the band.
+    """
+    d, h = difference(a, b)
+    inside = -margin <= d - h and d + h <= margin
+    outside = d - h > margin or d + h < -margin
+    verdict = SUPPORTED if inside else NOT_SUPPORTED if outside else INCONCLUSIVE
+    return f"{what}{b.label} − {a.label} = {interval(d, h, digits)}", verdict
+
+
+def each_seed(values, passes):
+    """A claim about every run: supported if every seed passes, not supported if none does,
+    inconclusive if the seeds disagree."""
+    ok = [passes(v) for v in values]
+    return SUPPORTED if all(ok) else NOT_SUPPORTED if not any(ok) else INCONCLUSIVE
+
+
+def combine(verdicts):
+    """One verdict from the parts': theirs where all agree; mixed where some are supported and
+    some not; inconclusive where the rest agree but one or more parts are inconclusive."""
+    found = set(verdicts)
+    if len(found) == 1:
+        return verdicts[0]
+    return MIXED if {SUPPORTED, NOT_SUPPORTED} <= found else INCONCLUSIVE
+
+
+def judged(parts):
+    """[(text, verdict)] → ("text (verdict); ...", combined verdict)."""
+    return "; ".join(f"{t} ({v})" for t, v in parts), combine([v for _, v in parts])
+
+
+def num(v, digits=1):
+    return f"{v:.{digits}f}".replace("-", "−")
+
+
+def mean_sd(values, digits=1):
+    if len(values) == 1:
+        return f"{num(values[0], digits)} (1 seed)"
+    return (f"{num(statistics.mean(values), digits)} ± {num(statistics.stdev(values), digits)} "
+            f"({len(values)} seeds)")
+
+
+LOWER_RULE = ("supported if the 95% interval of the difference lies wholly on the claimed "
+              "side of 0, not supported if wholly on the other, inconclusive if it covers 0")
+
+
+def apart(low, high):
+    """Claim: every value of `high` exceeds every value of `low` (a rank rule for arms whose
+    spread a mean cannot summarise, such as diverging runs). With 3 seeds against 3, that order
+    arises by chance with probability 1/20 if the arms do not differ.
+
+    supported: min(high) > max(low); not supported: min(low) > max(high) (the reverse order);
+    inconclusive: the two overlap.
+    """
+    if min(high.values) > max(low.values):
+        return SUPPORTED
+    return NOT_SUPPORTED if min(low.values) > max(high.values) else INCONCLUSIVE
