@@ -36,7 +36,6 @@ def models():
 # the command behind each row that no seed study or claim makes, and what it writes (relative
 # to results/), for python -m common.reproduce
 PRECISION = "python benchmarks/nice_throughput.py --train-epochs 30 --out-dir results/nice_precision"
-COMMANDS = {"nice_precision": PRECISION}
 COMMAND_OUTPUTS = {PRECISION: ["nice_precision/float32/manifest.json",
                                "nice_precision/bfloat16/manifest.json"]}
 # NICE's NLL and bits/dim are those of dequantised test images; a run from before that bound

@@ -117,7 +117,7 @@ def lines_to_plan():
         out += [(line, {claim_tag(c.measure)}) for line in c.commands]
     for _, _, commands, measure in claims.DEPARTURES:
         out += [(line, {claim_tag(measure)}) for line in commands.split("<br>")]
-    out += [(line, {"report"}) for line in report.COMMANDS.values()]
+    out += [(line, {"report"}) for line in report.COMMAND_OUTPUTS]
     return out
 
 
