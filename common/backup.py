@@ -2,9 +2,11 @@
 any moment leaves the previous backup or the new one whole, and its checks when a run resumes.
 
 The backup folder (`<out-dir>/backup/`) holds `state.json` and the weights files it names;
-`Backup` is the only writer, `read_state` and `resume` the only readers.
+`State` is the file's one type: `Backup` writes it after every epoch, `resume` reads it back
+and checks the files it names.
 """
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -75,43 +77,81 @@ class Backup(keras.callbacks.Callback):
                 if name not in self.digests:
                     self.digests[name] = digest(self.folder / name)
                 files[name] = self.digests[name]
-            state = {"epochs_done": epoch + 1, "weights": weights, "best": best,
-                     "best_val_loss": self.keep_best.best if self.keep_best else None,
-                     "files": files,
-                     "history": digest(self.folder.parent / PARTIAL_HISTORY),
-                     "seed_states": [np.asarray(v).tolist() for v in seed_states(self.model)],
-                     "settings": settings(self.cfg)}
-            write_json(self.folder / STATE, state)
+            State(epochs_done=epoch + 1, weights=weights, best=best,
+                  best_val_loss=self.keep_best.best if self.keep_best else None, files=files,
+                  history=digest(self.folder.parent / PARTIAL_HISTORY),
+                  seed_states=[np.asarray(v).tolist() for v in seed_states(self.model)],
+                  settings=settings(self.cfg)).write(self.folder)
             for f in self.folder.glob("*.weights.h5"):
                 if f.name not in files:
                     f.unlink()
 
 
-def state_problem(state, max_epochs=10_000):
-    """What makes a backup's state.json unusable, or None: checks every field's type."""
-    if not isinstance(state, dict):
-        return f"is a JSON {type(state).__name__}, not an object"
-    done = state.get("epochs_done")
-    if not isinstance(done, int) or isinstance(done, bool) or not 1 <= done <= max_epochs:
-        return f"has epochs_done {str(done)[:40]!r}, not a whole number from 1 to {max_epochs}"
-    if not isinstance(state.get("settings"), dict):
-        return "has no settings"
-    files = state.get("files")
-    if not isinstance(files, dict) or not all(_plain_name(k) and _is_digest(v)
-                                              for k, v in files.items()):
-        return "has no digests of its weights (files)"
-    if state.get("weights") not in files:
-        return "does not name its weights among its files"
-    if state.get("best") is not None and state.get("best") not in files:
-        return "names best weights that are not among its files"
-    best_val = state.get("best_val_loss")
-    if best_val is not None and not isinstance(best_val, (int, float)):
-        return "has a best_val_loss that is not a number"
-    if not _is_digest(state.get("history")):
-        return "has no digest of the partial history"
-    if not isinstance(state.get("seed_states"), list):
-        return "has no sampler states"
-    return None
+@dataclasses.dataclass
+class State:
+    """A backup's `state.json`: what a resume needs. `write` and `read` are the only way in
+    or out of the file, and `read` checks every field, so a State in hand is well formed.
+
+    `files` maps each weights file the backup holds (the last epoch's, `weights`, and the best
+    one's, `best`) to its size and SHA-256; `history` is the size and digest of the partial
+    history as it stood (its header and one row per epoch done); `seed_states` the samplers'
+    noise states; `settings` the run's (`common.config.settings`).
+    """
+    epochs_done: int
+    weights: str
+    best: str | None
+    best_val_loss: float | None
+    files: dict
+    history: dict
+    seed_states: list
+    settings: dict
+
+    def write(self, folder):
+        write_json(Path(folder) / STATE, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, folder, max_epochs=10_000):
+        """The state in `folder`; a missing file raises OSError, a malformed one ValueError
+        saying what is wrong with it."""
+        try:
+            raw = json.loads((Path(folder) / STATE).read_text())
+        except ValueError as e:
+            raise ValueError(f"cannot be read ({type(e).__name__})") from None
+        problem = cls.problem(raw, max_epochs)
+        if problem:
+            raise ValueError(problem)
+        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls)})
+
+    @staticmethod
+    def problem(raw, max_epochs=10_000):
+        """What makes a parsed state.json unusable, or None: checks every field's type."""
+        if not isinstance(raw, dict):
+            return f"is a JSON {type(raw).__name__}, not an object"
+        done = raw.get("epochs_done")
+        if not isinstance(done, int) or isinstance(done, bool) or not 1 <= done <= max_epochs:
+            return f"has epochs_done {str(done)[:40]!r}, not a whole number from 1 to {max_epochs}"
+        if not isinstance(raw.get("settings"), dict):
+            return "has no settings"
+        files = raw.get("files")
+        if not isinstance(files, dict) or not all(_plain_name(k) and _is_digest(v)
+                                                  for k, v in files.items()):
+            return "has no digests of its weights (files)"
+        if raw.get("weights") not in files:
+            return "does not name its weights among its files"
+        if raw.get("best") is not None and raw.get("best") not in files:
+            return "names best weights that are not among its files"
+        best_val = raw.get("best_val_loss")
+        if best_val is not None and not isinstance(best_val, (int, float)):
+            return "has a best_val_loss that is not a number"
+        if not _is_digest(raw.get("history")):
+            return "has no digest of the partial history"
+        if not isinstance(raw.get("seed_states"), list):
+            return "has no sampler states"
+        return None
+
+    def trained_weights(self, keep_best):
+        """The weights file a finished run publishes: the best epoch's or the last one's."""
+        return self.best if keep_best and self.best else self.weights
 
 
 def resume(model, cfg, out, keep_best=False):
@@ -133,28 +173,27 @@ def resume(model, cfg, out, keep_best=False):
         remove(partial)  # the rows of a run killed in its first epoch
         return None
     try:
-        state = json.loads((folder / STATE).read_text())
-    except (OSError, ValueError) as e:
+        state = State.read(folder)
+    except OSError as e:
         return _set_aside(out, f"has a state.json that cannot be read ({type(e).__name__})")
-    problem = state_problem(state)
-    if problem:
-        return _set_aside(out, f"has a state.json that {problem}")
-    if keep_best and state["best"] is not None and state["best_val_loss"] is None:
+    except ValueError as e:
+        return _set_aside(out, f"has a state.json that {e}")
+    if keep_best and state.best is not None and state.best_val_loss is None:
         return _set_aside(out, "has a state.json that names best weights without their "
                                "best_val_loss")
-    done = state["epochs_done"]
+    done = state.epochs_done
     changed = [f"{flag} {then!r} (now {now!r})"
-               for flag, then, now in changed_settings(state["settings"], cfg)]
+               for flag, then, now in changed_settings(state.settings, cfg)]
     if done > cfg.epochs:
         changed.append(f"--epochs {done} or more (now {cfg.epochs})")
     if changed:
         fail(f"{folder} holds an interrupted run with other settings: {', '.join(changed)}. "
              f"Rerun with those to resume it, or move the folder away to start over")
-    for name, expected in state["files"].items():
+    for name, expected in state.files.items():
         problem = mismatch(folder / name, expected)
         if problem:
             return _set_aside(out, f"is damaged: {problem}")
-    expected = state["history"]
+    expected = state.history
     try:
         rows = partial.read_bytes()[: expected["size"]]
     except OSError:
@@ -166,11 +205,11 @@ def resume(model, cfg, out, keep_best=False):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a weights file that fits only in part is damage
-            model.load_weights(str(folder / state["weights"]))
+            model.load_weights(str(folder / state.weights))
         states = seed_states(model)
-        if len(states) != len(state["seed_states"]):
+        if len(states) != len(state.seed_states):
             raise ValueError("sampler states do not match the model")
-        for variable, value in zip(states, state["seed_states"]):
+        for variable, value in zip(states, state.seed_states):
             variable.assign(np.array(value, dtype=variable.dtype))
     except Exception as e:  # any unreadable or mismatched weights file
         return _set_aside(out, f"has weights that cannot be loaded ({type(e).__name__}: "
@@ -231,5 +270,5 @@ def load_weights(model, path):
 
 
 def read_state(out):
-    """The state.json of the backup in `out` that `resume` checked or `Backup` just wrote."""
-    return json.loads((Path(out) / BACKUP / STATE).read_text())
+    """The `State` of the backup in `out`, which `resume` checked or `Backup` just wrote."""
+    return State.read(Path(out) / BACKUP)

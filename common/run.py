@@ -30,7 +30,7 @@ from common.journal import (  # noqa: E402
     uninterrupted, write_json)
 from common.machine import machine  # noqa: E402
 # for the callers that use them as run.X (the scripts: run.arg, run.RunConfig, ...)
-from common.backup import save_weights, seed_states, state_problem  # noqa: E402, F401
+from common.backup import State, save_weights, seed_states  # noqa: E402, F401
 from common.batches import EpochBatches, EpochOrder  # noqa: E402, F401
 from common.config import (  # noqa: E402, F401
     RUN_ONLY, ArgumentParser, RunConfig, arg, evaluation_settings, not_training, settings,
@@ -236,12 +236,12 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
     build_optimizer(model)  # so that a resume restores the optimizer's state too
     folder, partial = out / BACKUP, out / PARTIAL_HISTORY
     state = resume(model, cfg, out, keep_best)
-    done = state["epochs_done"] if state else 0
+    done = state.epochs_done if state else 0
     job.phase, job.epochs_done = "training", done or None
     keeper = None
     if keep_best:
-        best_val = state["best_val_loss"] if state and state["best"] else math.inf
-        keeper = KeepBest(folder, best_val, state["best"] if state else None)
+        best_val = state.best_val_loss if state and state.best else math.inf
+        keeper = KeepBest(folder, best_val, state.best if state else None)
     if done < cfg.epochs:
         batches, order = epoch_batches(x, y, cfg.batch_size, cfg.seed)
         cbs = [order, EpochTimer(), *callbacks, *([keeper] if keeper else []),
@@ -255,8 +255,7 @@ def train(model, cfg, out, x, y=None, validation_data=None, callbacks=(), keep_b
             fail(f"{e}; training stopped. Earlier outputs in {out} are untouched; this run's "
                  f"finished epochs are in {folder} and {partial.name} (lower the learning rate "
                  "or change --seed)")
-    state = read_state(out)
-    weights = folder / (state["best"] if keep_best and state["best"] else state["weights"])
+    weights = folder / read_state(out).trained_weights(keep_best)
     if keep_best:
         load_weights(model, weights)
     job.trained = (weights, cfg)

@@ -1,5 +1,8 @@
 """common/backup.py: a resume restores the weights and the optimizer's state; weights that do
-not fit are one line. (The faults of damaged backups: tests/test_faults.py.)"""
+not fit are one line; the backup state file reads back as written and names what is malformed.
+(The faults of damaged backups: tests/test_faults.py.)"""
+import json
+
 import numpy as np
 import pytest
 
@@ -41,3 +44,25 @@ def test_unreadable_weights_give_clear_error(tmp_path):
         run.load_weights(model, bad)
     with pytest.raises(SystemExit, match="no weights"):
         run.load_weights(model, tmp_path / "absent.weights.h5")
+
+
+@pytest.mark.quick
+def test_a_state_reads_back_as_written_and_each_malformed_field_is_named(tmp_path):
+    state = run.State(epochs_done=2, weights="epoch-2.weights.h5", best=None, best_val_loss=None,
+                      files={"epoch-2.weights.h5": {"size": 3, "sha256": "0" * 64}},
+                      history={"size": 10, "sha256": "1" * 64}, seed_states=[[0, 1]],
+                      settings={"epochs": 2})
+    state.write(tmp_path)
+    assert run.State.read(tmp_path) == state
+    raw = json.loads((tmp_path / run.STATE).read_text())
+    for field, value, words in [("epochs_done", 0, "epochs_done"), ("settings", None, "settings"),
+                                ("weights", "x.h5", "its weights"), ("best", "y.h5", "best"),
+                                ("best_val_loss", "low", "best_val_loss"),
+                                ("history", {}, "partial history"),
+                                ("seed_states", None, "sampler states")]:
+        (tmp_path / run.STATE).write_text(json.dumps({**raw, field: value}))
+        with pytest.raises(ValueError, match=words):
+            run.State.read(tmp_path)
+    (tmp_path / run.STATE).write_text("{")
+    with pytest.raises(ValueError, match="cannot be read"):
+        run.State.read(tmp_path)

@@ -337,7 +337,7 @@ def test_ctrl_c_while_a_backup_is_written_leaves_that_backup_whole(tmp_path, mon
         run.cli(lambda: vae_keras.main(quick(out)))
     assert stop.value.code == 130
     state = json.loads((out / run.BACKUP / run.STATE).read_text())
-    assert state["epochs_done"] == 1 and run.state_problem(state) is None
+    assert state["epochs_done"] == 1 and run.State.problem(state) is None
 
 
 # 13. what an interrupt says matches what happened
