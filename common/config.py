@@ -4,12 +4,19 @@ A script describes its settings as a frozen dataclass deriving from `RunConfig`;
 declared with `arg(default, help, ...)`, whose help text and bounds become the `--help` and
 the validation of the command line, and whose `evaluation=True` marks a setting that only the
 evaluation reads (resume and `--load` may change it). No Keras: the seed study and the reproduce
-command compare settings with these functions.
+command compare settings with these functions, and `cli` runs their `main` as a command.
 """
 import argparse
 import dataclasses
 import math
+import signal
+import sys
 import typing
+from pathlib import Path
+
+from common.journal import fail, os_error_message
+
+REPO = Path(__file__).resolve().parent.parent  # the scripts and results/
 
 
 def arg(default, help, evaluation=False, **checks):
@@ -143,3 +150,17 @@ def changed_settings(saved, cfg, free=None):
     return [(f"--{k.replace('_', '-')}", saved.get(k), v)
             for k, v in settings(cfg, free).items() if saved.get(k) != v]
 
+
+
+def cli(main, interrupted=lambda: "interrupted; nothing was changed"):
+    """Run a command's `main()`: Ctrl-C prints one line (`interrupted()` says where it stopped
+    and how to go on) and exits with status 130; a failed write (full disk, read-only folder, a
+    file where a folder should be) prints one line with the path and the cause, status 1."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from common.startup's handler
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"\n{interrupted()}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except OSError as e:
+        fail(os_error_message(e))

@@ -31,9 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import catalog, claims, journal, report, run, seeds
-
-REPO = run.REPO
+from common import catalog, claims, journal, report, seeds
+from common.machine import accelerator, machine as this_machine
+from common.config import REPO, ArgumentParser, cli, parse_config
+from common.journal import BACKUP, PENDING, fail
 RESULTS = REPO / "results"
 DONE, RESUMES, STALE, MISSING = "done", "resumes", "stale", "missing"
 
@@ -161,7 +162,7 @@ def state(unit, results=RESULTS):
     if seeds.is_done(out, unit.script, [*unit.args, "--seed", str(unit.seed), "--out-dir",
                                         str(out)]):
         return DONE
-    if (out / run.BACKUP).exists() or (out / run.PENDING).exists():
+    if (out / BACKUP).exists() or (out / PENDING).exists():
         return RESUMES
     if (out / journal.MANIFEST).exists():
         return STALE
@@ -175,7 +176,7 @@ def command_state(command, results=RESULTS):
 def epochs_of(unit):
     import importlib
 
-    cfg = run.parse_config(importlib.import_module(unit.script).Config, list(unit.args),
+    cfg = parse_config(importlib.import_module(unit.script).Config, list(unit.args),
                            prog=f"{unit.script}.py")
     return cfg.epochs
 
@@ -344,14 +345,14 @@ def select(units, commands, only):
     known = set().union(*[u.tags for u in units], *[c.tags for c in commands])
     unknown = [o for o in only if o not in known]
     if unknown:
-        run.fail(f"--only {' '.join(unknown)}: not a script, claim or study of the plan (known: "
+        fail(f"--only {' '.join(unknown)}: not a script, claim or study of the plan (known: "
                  f"{', '.join(sorted(known))})")
     pick = lambda x: bool(x.tags & set(only))  # noqa: E731
     return [u for u in units if pick(u)], [c for c in commands if pick(c)]
 
 
 def parse_args(argv=None):
-    parser = run.ArgumentParser(prog="python -m common.reproduce", description=__doc__,
+    parser = ArgumentParser(prog="python -m common.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (each run's command, state and expected time) and "
@@ -387,7 +388,7 @@ def main(argv=None):
     seen = timings(everything[0], results)  # every committed run's timing, whatever --only picks
     units, commands = select(*everything, a.only)
     states = {u: state(u, results) for u in units}
-    machine = run.machine()
+    machine = this_machine()
     expected = {}
     print(f"The plan: {len(units)} runs and {len(commands)} other commands (results: "
           f"{seeds.shown(results)}; times from the committed runs on {machine})")
@@ -422,7 +423,7 @@ def main(argv=None):
     ran = {u.study for u in todo}
     summarise_studies([u for u in units if u.study in ran], results)
     if failed:
-        run.fail(f"{len(failed)} runs failed (their logs are above); the same command runs them "
+        fail(f"{len(failed)} runs failed (their logs are above); the same command runs them "
                  "again and keeps every finished one")
     if before is not None:
         report.main(["--write"])
@@ -440,7 +441,7 @@ def has_gpu(address):
             return ray.cluster_resources().get("GPU", 0) > 0
         finally:
             ray.shutdown()
-    return bool(run.accelerator())
+    return bool(accelerator())
 
 
 def changes(before, after):
@@ -458,4 +459,4 @@ def changes(before, after):
 
 
 if __name__ == "__main__":
-    run.cli(main)
+    cli(main)

@@ -11,8 +11,6 @@ the loss turns NaN. The settings are `common.config`'s.
 import dataclasses
 import json
 import math
-import signal
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np  # noqa: E402
 from common.backup import (  # noqa: E402
     Backup, KeepBest, build_optimizer, load_weights, read_state, resume)
 from common.batches import epoch_batches  # noqa: E402
+from common import config  # noqa: E402
 from common.config import changed_settings, load_may_change, parse_config  # noqa: E402
 from common.journal import (  # noqa: E402
     BACKUP, MANIFEST, PARTIAL_HISTORY, PENDING, WEIGHTS, check_published, copy_file, digest,
@@ -33,13 +32,12 @@ from common.machine import machine  # noqa: E402
 from common.backup import State, save_weights, seed_states  # noqa: E402, F401
 from common.batches import EpochBatches, EpochOrder  # noqa: E402, F401
 from common.config import (  # noqa: E402, F401
-    RUN_ONLY, ArgumentParser, RunConfig, arg, evaluation_settings, not_training, settings,
+    REPO, RUN_ONLY, ArgumentParser, RunConfig, arg, evaluation_settings, not_training, settings,
     with_defaults)
 from common.journal import (  # noqa: E402, F401
     LOCK, STATE, adopt, pending, read_published, verify_published, write_bytes)
 from common.machine import accelerator  # noqa: E402, F401
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 class Run:
@@ -145,20 +143,10 @@ def interrupted_message():
 
 
 def cli(main):
-    """Run a script's `main()` as a command.
-
-    An interrupt (Ctrl-C) prints one line saying where the run stopped and how to go on, exit
-    status 130; a failed write (full disk, read-only folder, a file where a folder should be)
-    prints one line with the path and the cause, exit status 1.
-    """
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # from common.startup's handler
-    try:
-        main()
-    except KeyboardInterrupt:
-        print(f"\n{interrupted_message()}", file=sys.stderr)
-        raise SystemExit(130) from None
-    except OSError as e:
-        fail(os_error_message(e))
+    """Run a script's `main()` as a command (`common.config.cli`): Ctrl-C prints one line saying
+    where the run stopped and how to go on, exit status 130; a failed write one line with the
+    path and the cause, exit status 1."""
+    config.cli(main, interrupted_message)
 
 
 def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False,

@@ -11,7 +11,7 @@ config.json and metrics.json already match is kept, and an interrupted one resum
 backup, so the command can be started again after a stop and only finishes what is missing.
 It ends by writing results/<script>/seeds.json (per metric: mean, sample standard deviation,
 min, max, the seeds and their values) and results/<script>/loss_seeds.png (every seed's
-validation curve).
+validation curve). `--summary-only` reads only what the runs recorded and imports no Keras.
 """
 import argparse
 import dataclasses
@@ -23,16 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from common import startup  # noqa: E402,F401  first: backend, quiet start, Ctrl-C (its docstring)
-from common import catalog, plotting, run  # noqa: E402
+from common import catalog, plotting
+from common.config import REPO, RUN_ONLY, ArgumentParser, cli, parse_config, with_defaults
+from common.journal import (BACKUP, PENDING, fail, os_error_message, read_history,
+                            verify_published, write_json)
 
-sys.path.insert(0, str(run.REPO))  # the model scripts, imported to read their settings
+sys.path.insert(0, str(REPO))  # the model scripts, imported to read their defaults
 
 SUMMARISED = ("final_val_loss", "best_val_loss", "best_epoch", "test_loss", "test_neg_elbo",
               "test_nll", "test_dequantised_nll", "test_dequantised_bits_per_dim",
               "test_iw_nll", "test_iw_bits_per_dim", "sample_fd_best_std",
               "seconds_per_epoch")
-IGNORED = run.RUN_ONLY  # config fields that may differ between equal runs
+IGNORED = RUN_ONLY  # config fields that may differ between equal runs
 
 
 def run_dir(root, script, seed):
@@ -42,7 +44,7 @@ def run_dir(root, script, seed):
 def shown(path):
     """A path relative to the repository when it lies inside it, else absolute."""
     try:
-        return str(path.resolve().relative_to(run.REPO))
+        return str(path.resolve().relative_to(REPO))
     except ValueError:
         return str(path.resolve())
 
@@ -63,24 +65,73 @@ def comparable(config):
     return {k: v for k, v in config.items() if k not in IGNORED}
 
 
-def is_done(out, script, args):
-    """True if the run in folder `out` is published whole (its manifest checks out) and was
-    made with exactly the settings of the script's flags `args`."""
+def published_config(out):
+    """The settings (config.json) of the run published whole in `out`, or None: absent,
+    damaged (its manifest does not check out), or followed by a run that has not finished."""
     out = Path(out)
-    if (out / run.BACKUP).exists() or (out / run.PENDING).exists():
-        return False  # a later run in this folder has not finished: run it (it resumes)
+    if (out / BACKUP).exists() or (out / PENDING).exists():
+        return None  # a later run in this folder has not finished: run it (it resumes)
     try:
-        run.verify_published(out, ("metrics.json", "config.json", "history.csv"))
-    except (OSError, ValueError):
-        return False
-    config_cls = importlib.import_module(script).Config
-    wanted = dataclasses.asdict(run.parse_config(config_cls, args, prog=f"{script}.py"))
-    try:
+        verify_published(out, ("metrics.json", "config.json", "history.csv"))
         saved = json.loads((out / "config.json").read_text())
     except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def is_done(out, script, args):
+    """True if the run in folder `out` is published whole and was made with exactly the
+    settings of the script's flags `args`, the script's defaults included (so this imports
+    the script, and with it Keras)."""
+    saved = published_config(out)
+    if saved is None:
         return False
-    return (isinstance(saved, dict)
-            and comparable(run.with_defaults(saved, config_cls)) == comparable(wanted))
+    config_cls = importlib.import_module(script).Config
+    wanted = dataclasses.asdict(parse_config(config_cls, args, prog=f"{script}.py"))
+    return comparable(with_defaults(saved, config_cls)) == comparable(wanted)
+
+
+def holds_flags(saved, args):
+    """True if the recorded settings `saved` have the value of every flag in `args`
+    (`--name value` or `--name=value`); needs no script, so no Keras."""
+    tokens = iter(args)
+    for token in tokens:
+        flag, eq, value = token.partition("=")
+        if not eq:
+            value = next(tokens, None)
+        key = flag.lstrip("-").replace("-", "_")
+        if key in IGNORED or key == "seed":
+            continue
+        if key not in saved or value is None:
+            return False
+        recorded = saved[key]
+        try:
+            same = (type(recorded)(value) == recorded if isinstance(recorded, (int, float, str))
+                    and not isinstance(recorded, bool) else str(recorded) == value)
+        except ValueError:
+            return False
+        if not same:
+            return False
+    return True
+
+
+def summary_problem(root, script, seeds, script_args):
+    """Why the finished runs of `seeds` cannot be summarised as one study, or None. Reads only
+    what the runs recorded: each run published whole, with the flags given, and all of them
+    with the same settings but the seed. (Whether those are still the script's defaults is
+    checked when the study runs: that needs the script, and Keras.)"""
+    configs = {s: published_config(run_dir(root, script, s)) for s in seeds}
+    missing = [s for s, c in configs.items() if c is None or not holds_flags(c, script_args)]
+    if missing:
+        return (f"seeds {missing} have no finished run with these settings; run without "
+                "--summary-only first")
+    first, *others = seeds
+    differ = [s for s in others if {**comparable(configs[s]), "seed": 0}
+              != {**comparable(configs[first]), "seed": 0}]
+    if differ:
+        return (f"seeds {differ} were run with other settings than seed {first}; rerun them "
+                "without --summary-only")
+    return None
 
 
 def read_run(out):
@@ -89,9 +140,9 @@ def read_run(out):
         metrics = json.loads((out / "metrics.json").read_text())
         if not isinstance(metrics, dict) or "final_val_loss" not in metrics:
             raise ValueError(f"{out / 'metrics.json'} lacks the metrics a finished run writes")
-        return metrics, run.read_history(out / "history.csv")
+        return metrics, read_history(out / "history.csv")
     except (OSError, ValueError) as e:
-        run.fail(f"{e if isinstance(e, ValueError) else run.os_error_message(e)}; move that "
+        fail(f"{e if isinstance(e, ValueError) else os_error_message(e)}; move that "
                  "run's folder away and run the same command again to redo it")
 
 
@@ -123,7 +174,7 @@ def summarise(root, script, seeds, command):
                                "test images of each run, which differ between seeds (is_images)")
     summary["machines"] = sorted({metrics[s].get("machine", "not recorded") for s in seeds})
     base = root / script
-    run.write_json(base / "seeds.json", summary)
+    write_json(base / "seeds.json", summary)
     # the y axis from the catalog's epoch down (NICE: the tenth, where the runs level off)
     row = catalog.get(script)
     at = row.zoom_from_epoch - 1
@@ -155,7 +206,7 @@ def parse(argv=None):
     """A seed-study command line as a namespace: script, seeds (the catalog's default if not
     given), root (the results folder), script_args, summary_only and command (the line as the
     study records it); errors exit 2 in one line."""
-    parser = run.ArgumentParser(  # errors in one line, exit status 2
+    parser = ArgumentParser(  # errors in one line, exit status 2
         prog="python -m common.seeds", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("script", choices=catalog.names(), help="the model script to study")
@@ -163,7 +214,7 @@ def parse(argv=None):
                         help="seeds to run (default: 0-4 for the MLP VAEs, 0-2 for the others)")
     parser.add_argument("--summary-only", action="store_true",
                         help="train nothing: summarise the runs already finished")
-    parser.add_argument("--results", default=str(run.REPO / "results"), metavar="DIR",
+    parser.add_argument("--results", default=str(REPO / "results"), metavar="DIR",
                         help="folder holding <script>/ and <script>/seeds/<n>/ "
                              "(default: results/ in the repository)")
     parser.add_argument("script_args", nargs="*", metavar="-- FLAG",
@@ -194,17 +245,17 @@ def parse(argv=None):
 def main(argv=None):
     a = parse(argv)
     root, seeds, command = a.root, a.seeds, a.command
-    missing = []
-    for seed in seeds:
+    if a.summary_only:
+        problem = summary_problem(root, a.script, seeds, a.script_args)
+        if problem:
+            fail(problem)
+    for seed in seeds if not a.summary_only else ():
         args = run_args(root, a.script, seed, a.script_args)
         if is_done(run_dir(root, a.script, seed), a.script, args):
             print(f"seed {seed}: done ({shown(run_dir(root, a.script, seed))})")
             continue
-        if a.summary_only:
-            missing.append(seed)
-            continue
         print(f"seed {seed}: python {a.script}.py {' '.join(args)}", flush=True)
-        child = subprocess.Popen([sys.executable, f"{a.script}.py", *args], cwd=run.REPO)
+        child = subprocess.Popen([sys.executable, f"{a.script}.py", *args], cwd=REPO)
         try:
             code = child.wait()
         except KeyboardInterrupt:  # the run got the interrupt too: let it save and say where
@@ -212,11 +263,8 @@ def main(argv=None):
             interrupted(root, a.script, seeds, command, seed if code != 0 else None,
                         a.script_args)
         if code != 0:
-            run.fail(f"seed {seed} failed (exit status {code}); its log is above. Finished seeds "
+            fail(f"seed {seed} failed (exit status {code}); its log is above. Finished seeds "
                      "are kept: run the same command again to continue")
-    if missing:
-        run.fail(f"seeds {missing} have no finished run with these settings; run without "
-                 "--summary-only first")
     summary = summarise(root, a.script, seeds, command)
     for key, s in summary["metrics"].items():
         sd = "—" if s["sd"] is None else f"{s['sd']:.3g}"
@@ -226,4 +274,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run.cli(main)
+    cli(main)

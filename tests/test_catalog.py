@@ -31,6 +31,7 @@ def test_a_sixth_script_needs_one_file_and_one_row(tmp_path, monkeypatch):
     shutil.copytree(REPO / "common", tmp_path / "common")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(run, "REPO", tmp_path)
+    monkeypatch.setattr(seeds, "REPO", tmp_path)
     monkeypatch.setattr(report, "REPO", tmp_path)
     monkeypatch.setattr(claims, "REPO", tmp_path)
     row = catalog.Script("tiny", "tiny", "https://example.org/a-sixth-post", "Tiny AE", seeds=3,
