@@ -7,7 +7,7 @@
     python -m common.reproduce --address HOST:6379 --results /shared/results  # a Ray cluster
 
 The plan is built from the script catalog (each script's default seed study) and the claims
-(common/claims.py: every command of every row): one unit per run (a script, a seed, its flags
+(common/claims/: every command of every row): one unit per run (a script, a seed, its flags
 and its folder), each folder once. A unit is done when its folder's files verify against the
 folder's manifest and its config.json matches the unit's settings (as the seed study checks),
 resumes when an interrupted run left a backup, stale when a published run has other settings
@@ -359,7 +359,7 @@ def parse_args(argv=None):
                              "run nothing")
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="only the runs of these scripts (vae_keras, nice, ...), claims "
-                             "(their function in common/claims.py, e.g. noise_same_loss) or "
+                             "(their function in common/claims/, e.g. noise_same_loss) or "
                              "studies (a folder of results/claims/, e.g. nice_positive)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="run N runs at once as tasks of a local Ray instance (default: one "

@@ -1,4 +1,4 @@
-"""The statistics and rules behind the claims table's verdicts (common/claims.py uses them).
+"""The statistics and rules behind the claims table's verdicts (common/claims/ uses them).
 
 A verdict is one of: supported / not supported (the measurement is on the claim's side / the
 other side of the rule beyond its uncertainty); inconclusive (the uncertainty covers both

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from common import catalog, claims, report, run, seeds
+from common import catalog, report, run, seeds
+from common.claims import committed
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +34,7 @@ def test_a_sixth_script_needs_one_file_and_one_row(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "REPO", tmp_path)
     monkeypatch.setattr(seeds, "REPO", tmp_path)
     monkeypatch.setattr(report, "REPO", tmp_path)
-    monkeypatch.setattr(claims, "REPO", tmp_path)
+    monkeypatch.setattr(committed, "REPO", tmp_path)
     row = catalog.Script("tiny", "tiny", "https://example.org/a-sixth-post", "Tiny AE", seeds=3,
                          extra_seed_flags=("--subset", "300"))
     monkeypatch.setattr(catalog, "SCRIPTS", (*catalog.SCRIPTS, row))

@@ -1,4 +1,4 @@
-"""The claims table (common/claims.py): the quotes, missing runs, each row's verdicts from fake
+"""The claims table (common/claims/): the quotes, missing runs, each row's verdicts from fake
 committed runs, and the tables built without Keras. (The rules alone: test_rules.py.)"""
 import json
 import re
@@ -6,6 +6,7 @@ import re
 import pytest
 
 from common import claims, run
+from common.claims import committed, flow, gaussian, gumbel
 from common.rules import INCONCLUSIVE, MIXED, NOT_SUPPORTED, SUPPORTED
 
 pytestmark = pytest.mark.quick
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.quick
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    monkeypatch.setattr(claims, "REPO", tmp_path)
+    monkeypatch.setattr(committed, "REPO", tmp_path)
     return tmp_path
 
 
@@ -63,26 +64,26 @@ def test_every_claim_quotes_its_post_in_chinese_with_a_translation():
 
 
 def test_missing_runs_say_so(repo):
-    line = row(claims.ae_holes)
+    line = row(gaussian.ae_holes)
     assert "not run yet (results/claims/vae_kl/vae_keras is missing)" in line
     assert verdict(line) == "—"
 
 
 def test_a_single_seed_arm_is_not_judged(repo):
-    seed_study(repo, claims.VAE, latent_empty_cells=[0.1, 0.11, 0.09],
+    seed_study(repo, gaussian.VAE, latent_empty_cells=[0.1, 0.11, 0.09],
                latent_code_sd=[[1.0, 1.0]] * 3)
-    publish(repo, claims.NO_KL, latent_empty_cells=0.3, latent_code_sd=[9.0, 9.0])
-    assert "3 seeds of results/claims/vae_no_kl/vae_keras (it has 1)" in row(claims.ae_holes)
+    publish(repo, gaussian.NO_KL, latent_empty_cells=0.3, latent_code_sd=[9.0, 9.0])
+    assert "3 seeds of results/claims/vae_no_kl/vae_keras (it has 1)" in row(gaussian.ae_holes)
 
 
 @pytest.mark.parametrize("ae, expected", [([0.30, 0.28, 0.32], SUPPORTED),
                                           ([0.05, 0.06, 0.04], NOT_SUPPORTED),
                                           ([0.05, 0.2, 0.3], INCONCLUSIVE)])
 def test_holes_row(repo, ae, expected):
-    seed_study(repo, claims.VAE, latent_empty_cells=[0.1, 0.11, 0.09],
+    seed_study(repo, gaussian.VAE, latent_empty_cells=[0.1, 0.11, 0.09],
                latent_code_sd=[[1.0, 1.0]] * 3)
-    seed_study(repo, claims.NO_KL, latent_empty_cells=ae, latent_code_sd=[[9.0, 9.0]] * 3)
-    line = row(claims.ae_holes)
+    seed_study(repo, gaussian.NO_KL, latent_empty_cells=ae, latent_code_sd=[[9.0, 9.0]] * 3)
+    line = row(gaussian.ae_holes)
     assert verdict(line) == expected and "](claims/vae_no_kl/vae_keras/latent_scatter.png)" in line
 
 
@@ -94,17 +95,17 @@ def nice_study(repo, folder, best, bound):
 
 @pytest.mark.parametrize("shift, expected", [(0.0, SUPPORTED), (-100.0, NOT_SUPPORTED)])
 def test_noise_row_judges_both_metrics(repo, shift, expected):
-    nice_study(repo, claims.TEN, [-1880, -1875, -1870], [3200, 3201, 3202])
-    for folder in claims.NOISE_RUNS.values():
+    nice_study(repo, flow.TEN, [-1880, -1875, -1870], [3200, 3201, 3202])
+    for folder in flow.NOISE_RUNS.values():
         nice_study(repo, folder, [-1878 + shift, -1874 + shift, -1871 + shift], [3199, 3201, 3203])
-    line = row(claims.noise_same_loss)
+    line = row(flow.noise_same_loss)
     assert verdict(line) == (MIXED if expected == NOT_SUPPORTED else SUPPORTED), line
     assert "±32.0 nats (1% of" in line
 
 
 def test_gs_row_uses_the_discrete_elbo_and_the_nll(repo):
     def gs(name, elbo, nll):
-        seed_study(repo, claims.GS_RUNS[name], test_neg_elbo=elbo, test_nll=nll,
+        seed_study(repo, gumbel.GS_RUNS[name], test_neg_elbo=elbo, test_nll=nll,
                    test_neg_elbo_stderr=[1.0] * 3, test_nll_stderr=[1.0] * 3,
                    test_relaxed_neg_elbo=[e + 1 for e in elbo])
     gs("annealed", [130, 131, 132], [115, 115.5, 116])
@@ -112,9 +113,9 @@ def test_gs_row_uses_the_discrete_elbo_and_the_nll(repo):
     gs("τ = 0.1 fixed", [140, 141, 142], [125, 125.5, 126])
     for name, elbo, nll in (("annealed", [130, 131, 132], [113, 113.5, 114]),
                             ("τ = 1 fixed", [131, 132, 133], [110, 110.5, 111])):
-        seed_study(repo, claims.GS_30[name], test_neg_elbo=elbo, test_nll=nll,
+        seed_study(repo, gumbel.GS_30[name], test_neg_elbo=elbo, test_nll=nll,
                    test_neg_elbo_stderr=[1.0] * 3, test_nll_stderr=[1.0] * 3)
-    line = row(claims.annealing_needed)
+    line = row(gumbel.annealing_needed)
     assert verdict(line) == MIXED and "NLL: τ = 1 fixed − annealed = −11.0" in line
     assert "NLL: τ = 1 fixed − annealed = −3.0" in line  # the 30-epoch pair
 
@@ -132,9 +133,9 @@ def norms(at_1, at_001):
 def test_gradient_row_asks_for_a_tenfold_fall(repo, small_tau, expected):
     """The gradient 'vanishes' only if every seed's falls at least tenfold from τ = 1 to 0.01;
     a rise in every seed is the opposite finding."""
-    seed_study(repo, claims.GS_30["τ = 1 fixed"], grad_norm_by_tau=[norms(1.0, t) for t in small_tau],
+    seed_study(repo, gumbel.GS_30["τ = 1 fixed"], grad_norm_by_tau=[norms(1.0, t) for t in small_tau],
                gradient_draws=[200] * 3, gradient_images=[100] * 3)
-    assert verdict(row(claims.gradient_vanishes)) == expected
+    assert verdict(row(gumbel.gradient_vanishes)) == expected
 
 
 def sweep(best, fd_075, fd_1):
@@ -151,7 +152,7 @@ def test_std_sweep_row_can_prefer_any_std(repo, seeds, expected):
     """The best std is whatever the sweep finds: a little below 1 (supported), well below or at
     and above 1 (not supported), or not the same in every seed (inconclusive)."""
     seed_study(repo, "nice", **{k: [s[k] for s in seeds] for k in seeds[0]})
-    assert verdict(row(claims.std_sweep)) == expected
+    assert verdict(row(flow.std_sweep)) == expected
 
 
 def test_committed_table_has_only_known_verdicts():
@@ -171,10 +172,10 @@ def test_the_tables_are_built_without_keras_or_tensorflow():
             "docs = report.rendered()\n"
             "assert 'keras' not in [m.split('.')[0] for m in sys.modules if sys.modules[m]]\n"
             "print(len(docs['results/README.md'][1]))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=claims.REPO, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", code], cwd=committed.REPO, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     blocked = subprocess.run([sys.executable, "-c", code.replace("from common import report",
                                                                  "from common import run")],
-                             cwd=claims.REPO, capture_output=True, text=True, timeout=120)
+                             cwd=committed.REPO, capture_output=True, text=True, timeout=120)
     assert blocked.returncode != 0  # the block works: a module that needs Keras fails under it

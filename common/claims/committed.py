@@ -1,0 +1,116 @@
+"""What every post's claims use: the committed runs read back (each file checked against its
+run's manifest), links to their figures, the `Claim` row, and `departure`, a measured
+difference without a verdict."""
+import json
+from pathlib import Path
+
+from common import journal
+from common.rules import MIN_SEEDS, Arm, Missing, lower, mean_sd
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+GAUSS = "[7725](https://kexue.fm/archives/7725)"
+VMF = "[8404](https://kexue.fm/archives/8404)"
+GUMBEL = "[6705](https://kexue.fm/archives/6705)"
+FLOW = "[5776](https://kexue.fm/archives/5776)"
+
+
+def metrics(folder):
+    """results/<folder>/metrics.json, checked against its manifest."""
+    path = REPO / "results" / folder
+    if not (path / "metrics.json").exists():
+        raise Missing(f"results/{folder}")
+    return Metrics(folder, json.loads(journal.read_published(path, "metrics.json")))
+
+
+class Metrics(dict):
+    """A run's metrics; one it lacks (a run from before the metric existed) raises Missing."""
+
+    def __init__(self, folder, values):
+        super().__init__(values)
+        self.folder = folder
+
+    def __missing__(self, key):
+        raise Missing(f"{key} of results/{self.folder}")
+
+
+def history(folder):
+    path = REPO / "results" / folder / "history.csv"
+    if not path.exists():
+        raise Missing(f"results/{folder}")
+    return journal.read_history(path)
+
+
+def seed_runs(folder, need=1):
+    """The run folders (relative to results/) of the seed study in results/<folder>, or the
+    folder alone where it has no study; Missing if fewer than `need`."""
+    path = REPO / "results" / folder / "seeds.json"
+    if path.exists():
+        runs = json.loads(path.read_text())["runs"].values()
+        found = [str(Path(r).relative_to("results")) for r in runs]
+    else:
+        metrics(folder)
+        found = [folder]
+    if len(found) < need:
+        raise Missing(f"{need} seeds of results/{folder} (it has {len(found)})")
+    return found
+
+
+def seed_values(folder, key, need=MIN_SEEDS):
+    return [metrics(f)[key] for f in seed_runs(folder, need)]
+
+
+def best_within(folder, epochs, need=MIN_SEEDS):
+    """Each seed's lowest validation loss in its first `epochs` epochs."""
+    out = []
+    for f in seed_runs(folder, need):
+        h = history(f)
+        if len(h["val_loss"]) < epochs:
+            raise Missing(f"results/{f} with {epochs} epochs")
+        out.append(float(min(h["val_loss"][:epochs])))
+    return out
+
+
+def arm(label, folder, key, se_key=None, need=MIN_SEEDS):
+    """An `Arm` of a seed study's values of `key` (and their standard errors over images)."""
+    runs = [metrics(f) for f in seed_runs(folder, need)]
+    return Arm(label, [m[key] for m in runs], [m[se_key] for m in runs] if se_key else None)
+
+
+def figure(folder, name, label):
+    """A link to a run's figure from results/README.md, where the table lives."""
+    return f"[{label}]({folder}/{name})"
+
+
+
+class Claim:
+    """A claim of a post: where it is (post, section heading), its words (Chinese and an
+    English translation), the commands of its experiment and the function that judges it,
+    returning (measured, rule, verdict, figures)."""
+
+    def __init__(self, post, section, quote, english, commands, measure):
+        self.post, self.section, self.quote, self.english = post, section, quote, english
+        self.commands, self.measure = commands, measure
+
+
+def not_measured(what):
+    def measure():
+        raise Missing(what)
+    return measure
+
+
+
+def departure(what, folder, baseline):
+    """A measured difference, no verdict: `folder`'s seeds against `baseline`'s."""
+    def measure():
+        nll = lower(arm("script's loss", baseline, "test_nll", "test_nll_stderr"),
+                    arm(what, folder, "test_nll", "test_nll_stderr"), digits=2)[0]
+        elbo = lower(arm("script's loss", baseline, "test_neg_elbo"),
+                     arm(what, folder, "test_neg_elbo"), digits=2)[0]
+        extra = ""
+        if "latent_mean_sigma" in metrics(folder):
+            extra = ("; mean posterior σ " + mean_sd(seed_values(folder, "latent_mean_sigma"), 4)
+                     + " against " + mean_sd(seed_values(baseline, "latent_mean_sigma"), 4))
+        return f"test NLL (Bernoulli decoder, nats): {nll}; −ELBO: {elbo}{extra}"
+    return measure
+

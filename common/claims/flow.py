@@ -1,0 +1,263 @@
+"""5776, NICE (https://kexue.fm/archives/5776): its claims."""
+import math
+
+from common.claims.committed import (
+    FLOW, Claim, arm, best_within, figure, history, metrics, seed_runs, seed_values)
+from common.rules import (
+    INCONCLUSIVE, LOWER_RULE, MIN_SEEDS, NOT_SUPPORTED, SUPPORTED, Arm, Missing, apart, combine,
+    each_seed, judged, lower, mean_sd, num, same, t_quantile)
+
+TEN = "claims/nice_10_epochs/nice"  # the blog's settings, 10 epochs
+NOISE_RUNS = {"[0, 0.01]": "claims/nice_positive/nice", "[−0.005, 0.005]":
+              "claims/nice_centred/nice", "Gaussian": "claims/nice_gaussian/nice"}
+BLOG_NOISE = "[−0.01, 0]"
+EQUIVALENT = 0.01  # "about the same": within 1% of the reference's dequantised NLL, in nats
+
+
+def nice_arms(label, folder):
+    """The blog's metric (best test loss, the density at the pixel values) and the dequantised
+    bound of a 10-epoch NICE study."""
+    return (Arm(label, best_within(folder, 10)),
+            arm(label, folder, "test_dequantised_nll", "test_dequantised_nll_mc_se"))
+
+
+def noise_same_loss():
+    loss_ref, bound_ref = nice_arms(BLOG_NOISE, TEN)
+    margin = EQUIVALENT * bound_ref.mean
+    parts = []
+    for name, folder in NOISE_RUNS.items():
+        loss, bound = nice_arms(name, folder)
+        parts += [same(loss_ref, loss, margin, "loss: "), same(bound_ref, bound, margin, "bound: ")]
+    text, verdict = judged(parts)
+    return (f"10 epochs, 3 seeds a kind; the blog's loss (best test loss): {loss_ref}, "
+            + ", ".join(str(nice_arms(n, f)[0]) for n, f in NOISE_RUNS.items())
+            + f"; the dequantised bound (nats): {bound_ref}, "
+            + ", ".join(str(nice_arms(n, f)[1]) for n, f in NOISE_RUNS.items())
+            + f". Differences against {BLOG_NOISE}: {text}. The blog's loss scores the density at "
+              "the pixel values themselves, where a zero-mean noise is centred and a one-sided "
+              "one is not",
+            f"'about the same' as practical equivalence within ±{num(margin)} nats (1% of "
+            f"{BLOG_NOISE}'s bound, {num(margin / (784 * math.log(2)), 3)} bits/dim) on both "
+            "metrics: supported if every kind's 95% interval lies inside the band, not supported "
+            "if one lies wholly outside, inconclusive otherwise; mixed if the metrics disagree",
+            verdict, [figure(f, "samples.png", n) for n, f in NOISE_RUNS.items()])
+
+
+def negative_noise_clips():
+    parts = []
+    for key, what, claimed_lower in (("sample_below_zero", "pixels below 0 (clipped)", False),
+                                     ("sample_background", "background grey", True)):
+        blog = arm(BLOG_NOISE, TEN, key)
+        for name, folder in NOISE_RUNS.items():
+            other = arm(name, folder, key)
+            parts.append(lower(blog, other, f"{what}: ", 4) if claimed_lower
+                         else lower(other, blog, f"{what}: ", 4))
+    text, verdict = judged(parts)
+    return (f"10 epochs, samples at std 0.75: {text}",
+            f"the blog's noise clips more pixels and leaves a darker background than every "
+            f"other kind: {LOWER_RULE}; mixed if the parts disagree", verdict,
+            [figure(TEN, "samples.png", BLOG_NOISE)])
+
+
+EQ7 = "claims/nice_eq7/nice"
+
+
+def forward_direction():
+    above = lower(arm("eq. 7", EQ7, "sample_above_one"), arm("eq. 9", TEN, "sample_above_one"),
+                  "pixels above 1: ", 4)
+    below = lower(arm("eq. 9", TEN, "sample_below_zero"), arm("eq. 7", EQ7, "sample_below_zero"),
+                  "pixels below 0: ", 4)
+    text, verdict = judged([above, below])
+    return (f"10 epochs, samples at std 0.75, eq. 9 (the blog's) against eq. 7 as the forward "
+            f"pass: {text}; best test loss {Arm('eq. 9', best_within(TEN, 10))}, "
+            f"{Arm('eq. 7', best_within(EQ7, 10))}",
+            f"eq. 9's samples have more pixels above 1 and fewer below 0: {LOWER_RULE}; mixed "
+            "if the two disagree", verdict, [figure(EQ7, "samples.png", "eq. 7 forward")])
+
+
+NO_SHUFFLE = "claims/nice_no_shuffle/nice"
+
+
+def shuffle_matters():
+    reverse, none = nice_arms("reversed", TEN), nice_arms("not shuffled", NO_SHUFFLE)
+    text, verdict = judged([lower(reverse[0], none[0], "loss: "),
+                            lower(reverse[1], none[1], "bound: ")])
+    return (f"10 epochs: {text}", f"the reversed flow is lower on the blog's loss and the "
+            f"dequantised bound: {LOWER_RULE}; mixed if they disagree", verdict,
+            [figure(NO_SHUFFLE, "samples.png", "not shuffled")])
+
+
+def scale_marks_black():
+    default = [m for m in map(metrics, seed_runs("nice"))
+               if "scale_black_mean" in m]  # not the seeds from before the metric
+    ten = [metrics(f) for f in seed_runs(TEN, MIN_SEEDS)]
+    runs = default + ten
+    ratios = [m["scale_black_mean"] / m["scale_other_mean"] for m in runs]
+    shown = lambda rs: ", ".join(f"{r:.3g}" for r in rs)  # noqa: E731
+    return (f"mean exp(−s) over the {runs[0]['scale_black_pixels']} pixels black in every "
+            f"training image over that of the others: {shown(ratios[:len(default)])} for the "
+            f"default study's seeds with the metric ({len(default)} of them, 30 epochs), "
+            f"{shown(ratios[len(default):])} for the 10-epoch seeds",
+            "the black pixels get under half the others' scale: supported if every run's ratio "
+            "is under 0.5, not supported if none is, inconclusive if they disagree",
+            each_seed(ratios, lambda r: r < 0.5), [figure("nice", "scale.png", "exp(−s) per pixel")])
+
+
+NOISELESS = "claims/noiseless/nice"
+
+
+def best_within_20():
+    parts, epochs = [], {}
+    for label, folder in (("with noise", "nice"), ("without", NOISELESS)):
+        epochs[label] = seed_values(folder, "best_epoch")
+        parts.append((label, each_seed(epochs[label], lambda e: e <= 20)))
+    return ("best epoch of each seed in 30: " + "; ".join(f"{k}: {', '.join(map(str, v))}"
+                                                          for k, v in epochs.items())
+            + ". NICE keeps the weights of the epoch with the best test loss, as the original "
+              "script's checkpoint on its validation data (the test set) does, which flatters "
+              "the figure",
+            "supported if every seed's best epoch is at most 20, not supported if none is, "
+            "inconclusive if they disagree; mixed if the two settings disagree",
+            combine([v for _, v in parts]), [figure("nice", "loss_seeds.png", "the seeds' curves")])
+
+
+BLOG_LOSS, ABOUT = -2200.0, 0.02
+
+
+def reaches_2200():
+    parts = []
+    for label, folder in (("with the blog's noise", "nice"), ("without noise", NOISELESS)):
+        best = Arm(label, best_within(folder, 20))
+        h = t_quantile(best.n - 1) * best.sd / math.sqrt(best.n)
+        lo, hi = best.mean - h, best.mean + h
+        band = (BLOG_LOSS * (1 + ABOUT), BLOG_LOSS * (1 - ABOUT))
+        verdict = (SUPPORTED if band[0] <= lo and hi <= band[1] else
+                   NOT_SUPPORTED if hi < band[0] or lo > band[1] else INCONCLUSIVE)
+        parts.append((f"{best}, 95% interval [{num(lo)}, {num(hi)}]", verdict))
+    text, verdict = judged(parts)
+    return (f"best test loss within 20 epochs: {text}",
+            f"'about −2200' as within 2% ([{num(BLOG_LOSS * 1.02)}, {num(BLOG_LOSS * 0.98)}]): "
+            "supported if the 95% interval of the seeds' mean lies inside, not supported if "
+            "wholly outside, inconclusive otherwise; mixed if the settings disagree", verdict,
+            [figure(NOISELESS, "loss_seeds.png", "the noiseless seeds' curves")])
+
+
+def noise_prevents_overfitting():
+    rise = {}
+    for label, folder in (("with noise", "nice"), ("without", NOISELESS)):
+        values = []
+        for f in seed_runs(folder, MIN_SEEDS):
+            h = history(f)
+            values.append(float(h["val_loss"][-1]) - float(min(h["val_loss"])))
+        rise[label] = Arm(label, values)
+    bits = mean_sd(seed_values(NOISELESS, "test_dequantised_bits_per_dim"), 2)
+    try:
+        noisy = mean_sd(seed_values("nice", "test_dequantised_bits_per_dim"), 2)
+    except Missing:  # seeds from before the bound
+        noisy = (f"{num(metrics('nice')['test_dequantised_bits_per_dim'], 2)} (seed 0; its other "
+                 "seeds predate the bound)")
+    rises = lambda a: ", ".join(num(v) for v in a.values)  # noqa: E731
+    return (f"how far the test loss after epoch 30 lies above the seed's best, nats: with noise "
+            f"{rises(rise['with noise'])}; without {rises(rise['without'])} (the noiseless "
+            "runs' training loss jumps near epoch 20 and falls again while the test loss keeps "
+            f"rising). The dequantised bound (bits/dim) of the noiseless seeds {bits} against "
+            f"the noisy default study's {noisy}. The samples half is not measured",
+            "every noiseless seed ends further above its best than every noisy seed (by chance: "
+            "1 in 20): supported; the reverse order: not supported; overlapping: inconclusive",
+            apart(rise["with noise"], rise["without"]),
+            [figure(NOISELESS, "loss_seeds.png", "noiseless curves"),
+             figure("nice", "loss_seeds.png", "noisy curves")])
+
+
+LITTLE_BELOW = (0.7, 1.0)  # "a little below 1": the best std in [0.7, 1)
+
+
+def std_sweep():
+    runs = [metrics(f) for f in seed_runs("nice", MIN_SEEDS)]
+    best = [m["sample_fd_best_std"] for m in runs]
+    lo, hi = LITTLE_BELOW
+    where = each_seed(best, lambda b: lo <= b < hi)
+    fd = lambda std: Arm(f"std {std}", [m["sample_fd_by_std"][std] for m in runs])  # noqa: E731
+    beats_one = lower(fd("0.75"), fd("1"), "Fréchet distance: ")
+    curves = "; ".join(f"seed {i}: " + ", ".join(f"{s} {v:.1f}" for s, v in
+                                                 m["sample_fd_by_std"].items())
+                       for i, m in enumerate(runs))
+    text, verdict = judged([(f"best std per seed {', '.join(f'{b:g}' for b in best)}", where),
+                            beats_one])
+    return (f"Fréchet distance in pixel space between 10,000 clipped samples and the 10,000 test "
+            f"images, sampling std 0.5 to 1.1, the default study (30 epochs): {curves}. {text}",
+            f"supported if every seed's best std lies in [{lo}, {hi}) (a little below 1, not "
+            f"below 0.7) and the post's 0.75 is closer than 1 ({LOWER_RULE}); not supported if "
+            "no seed's best std lies there, inconclusive if the seeds disagree; mixed if the "
+            "parts disagree", verdict,
+            [figure("nice", "samples.png", "std 0.75"), figure("nice", "samples_std1.png", "std 1")])
+
+
+def parameter_count():
+    count = metrics("nice")["trainable_params"]
+    return (f"{count:,} trained weights",
+            "'about 2×10⁷' as 2×10⁷ to one significant figure (1.5×10⁷ to 2.5×10⁷): supported "
+            "inside, not supported outside", SUPPORTED if 1.5e7 <= count < 2.5e7 else NOT_SUPPORTED,
+            [])
+
+
+def black_everywhere():
+    count = metrics("nice")["scale_black_pixels"]
+    return (f"{count} of the 784 pixels are 0 in all 60,000 training images",
+            "supported if at least one pixel is 0 in every training image, not supported if none",
+            SUPPORTED if count >= 1 else NOT_SUPPORTED, [figure("nice", "scale.png", "where")])
+
+
+NICE10 = "python -m common.seeds nice --seeds 0 1 2 --results results/claims/{} -- --epochs 10"
+NOISE_CMD = NICE10.format("nice_{0}") + " --noise-kind {0}"
+NOISE_CMDS = [NOISE_CMD.format(k) for k in ("positive", "centred", "gaussian")]
+NOISELESS_CMD = "python -m common.seeds nice --results results/claims/noiseless -- --noise 0"
+
+
+CLAIMS = [
+    Claim(FLOW, "实验 › 模型细节", "事实上从loss看来各种噪声都差不多（包括将均匀分布换成高斯分布）。",
+          "In fact, judging by the loss, all the noises are about the same ([−0.01, 0], [0, "
+          "0.01], [−0.005, 0.005]), a Gaussian in place of the uniform included",
+          [NICE10.format("nice_10_epochs")] + NOISE_CMDS, noise_same_loss),
+    Claim(FLOW, "实验 › 模型细节",
+          "而加入负噪声，会让最终生成的图片的像素值稍微偏向负区间，这样我只要用clip操作就可以去掉一部分噪声",
+          "Negative noise shifts the generated images' pixels slightly towards negative values, "
+          "so clipping removes part of the noise",
+          [NICE10.format("nice_10_epochs")] + NOISE_CMDS, negative_noise_clips),
+    Claim(FLOW, "实验 › 模型细节", "噪声的加入能够有效地防止过拟合，提高生成的图片质量。",
+          "Adding the noise effectively prevents overfitting and improves the generated images",
+          ["python -m common.seeds nice", NOISELESS_CMD], noise_prevents_overfitting),
+    Claim(FLOW, "实验 › 参考代码", "选用(7)式作为逆向，那么生成模型更倾向于生成正数",
+          "With eq. 7 as the inverse (eq. 9 as the forward pass), the generator leans to "
+          "positive values",
+          [NICE10.format("nice_10_epochs"), NICE10.format("nice_eq7") + " --forward eq7"],
+          forward_direction),
+    Claim(FLOW, "实验 › 模型细节", "在耦合之前，需要反转输入的维度，使得信息充分混合。",
+          "Before each coupling the input's dimensions must be reversed, so that the information "
+          "mixes fully",
+          [NICE10.format("nice_10_epochs"), NICE10.format("nice_no_shuffle") + " --shuffle none"],
+          shuffle_matters),
+    Claim(FLOW, "flow › 尺度变换层",
+          "比如MNIST图像虽然有784个像素，但有些像素不管在训练集还是测试集，都一直保持为0",
+          "MNIST images have 784 pixels, yet some stay 0 in the training and the test set alike "
+          "(counted here on the training set)", ["python nice.py"], black_everywhere),
+    Claim(FLOW, "flow › 尺度变换层",
+          "这个s向量能识别该维度的重要程度（越小越重要，越大说明这个维度越不重要，接近可以忽略）",
+          "The vector s tells how important each dimension is: the larger s, the less important "
+          "(nearly negligible). (We ask whether it marks the pixels black in every image, the "
+          "post's example of wasted dimensions)",
+          ["python nice.py", NICE10.format("nice_10_epochs")], scale_marks_black),
+    Claim(FLOW, "总结", "按照上述模型，模型的参数量约为4×5×1000²=2×10⁷",
+          "By the model above, the parameter count is about 4 × 5 × 1000² = 2 × 10⁷",
+          ["python nice.py"], parameter_count),
+    Claim(FLOW, "实验 › 参考代码", "在我的实验中，20个epoch内可以跑到最优",
+          "In my experiment the best comes within 20 epochs",
+          ["python -m common.seeds nice", NOISELESS_CMD], best_within_20),
+    Claim(FLOW, "实验 › 参考代码", "最终的loss约为-2200。",
+          "The final loss is about −2200 (the post's code of that day may have trained without "
+          "noise: both settings are measured)",
+          ["python -m common.seeds nice", NOISELESS_CMD], reaches_2200),
+    Claim(FLOW, "实验 › 退火参数", "理想的采样方差并不一定是1，而是在1上下波动，一般比1稍小。",
+          "The ideal sampling variance is not necessarily 1: it lies around 1, usually a little "
+          "below (the post's 0.75 chosen by eye)", ["python -m common.seeds nice"], std_sweep),
+]
