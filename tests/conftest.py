@@ -11,6 +11,8 @@ import signal  # noqa: E402
 import pytest  # noqa: E402
 
 from common import run  # noqa: E402
+
+pytest.register_assert_rewrite("simulate")  # its helpers' asserts explain their failures
 from simulate import KillAt  # noqa: E402
 
 

