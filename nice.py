@@ -493,10 +493,7 @@ def main(argv=None, callbacks=()):
     job = run.setup(Config, argv, "nice", description=__doc__)
     cfg = job.cfg
     rng = np.random.default_rng(cfg.seed)
-    cpu = run.machine()
-    if cfg.precision == "bfloat16" and "BF16" not in cpu:
-        print(f"note: this CPU ({cpu}) has no bfloat16 matrix units; "
-              "--precision bfloat16 will run slower than float32 here")
+    run.precision_note(cfg)
     (x_train, _), (x_test, _) = run.load_data(cfg)
     x_train = x_train.reshape(-1, ORIGINAL_DIM)
     x_test = x_test.reshape(-1, ORIGINAL_DIM)

@@ -19,6 +19,9 @@ Deviations from the original:
   pixels the decoder is extremely sure of).
 - Speed: training runs with XLA and 20 batches per compiled call (`--plain-keras` for Keras'
   defaults); same arithmetic, measured by benchmarks/epoch_time.py.
+- `--precision bfloat16` (opt-in): the hidden layers' products in bfloat16 by Keras' mixed
+  policy; weights, the codes' heads, the sampler and the loss stay float32
+  (results/benchmarks/ says what it trades).
 - The post's objective (eq. 5) is a squared error plus the KL; the script, as the blog's, trains
   with the summed binary cross-entropy (`--reconstruction mse` runs eq. 5; the claims table in
   results/README.md compares them).
@@ -125,23 +128,28 @@ class VAELoss(layers.Layer):
 
 
 def build_models(cfg):
-    """Return (vae, encoder, decoder): x -> [z_mean, z_log_var], z -> x_decoded_mean."""
-    x = keras.Input(shape=(ORIGINAL_DIM,), name="x")
-    h = layers.Dense(cfg.intermediate_dim, activation="relu")(x)
-    z_mean = layers.Dense(cfg.latent_dim, name="z_mean")(h)
-    z_log_var = layers.Dense(cfg.latent_dim, name="z_log_var")(h)
-    z = Sampling(seed=cfg.seed, name="z")([z_mean, z_log_var])
-    encoder = keras.Model(x, [z_mean, z_log_var], name="encoder")
+    """Return (vae, encoder, decoder): x -> [z_mean, z_log_var], z -> x_decoded_mean.
 
-    z_in = keras.Input(shape=(cfg.latent_dim,), name="z_sample")
-    h = layers.Dense(cfg.intermediate_dim, activation="relu", name="decoder_h")(z_in)
-    x_logits = layers.Dense(ORIGINAL_DIM, name=evaluation.LOGITS_LAYER)(h)
-    x_decoded_mean = layers.Activation("sigmoid", name="decoder_mean")(x_logits)
-    decoder = keras.Model(z_in, x_decoded_mean, name="decoder")
+    With --precision bfloat16 the hidden layers and the logits compute in bfloat16; the codes'
+    heads, the sampler, the sigmoid and the loss (dtype float32) stay float32."""
+    f32 = "float32"
+    with run.precision(cfg):
+        x = keras.Input(shape=(ORIGINAL_DIM,), name="x")
+        h = layers.Dense(cfg.intermediate_dim, activation="relu")(x)
+        z_mean = layers.Dense(cfg.latent_dim, name="z_mean", dtype=f32)(h)
+        z_log_var = layers.Dense(cfg.latent_dim, name="z_log_var", dtype=f32)(h)
+        z = Sampling(seed=cfg.seed, name="z", dtype=f32)([z_mean, z_log_var])
+        encoder = keras.Model(x, [z_mean, z_log_var], name="encoder")
 
-    out = VAELoss(cfg.reconstruction, cfg.regulariser, name="vae_loss")(
-        [x, evaluation.logits_model(decoder)(z), z_mean, z_log_var])
-    vae = keras.Model(x, out, name="vae")
+        z_in = keras.Input(shape=(cfg.latent_dim,), name="z_sample")
+        h = layers.Dense(cfg.intermediate_dim, activation="relu", name="decoder_h")(z_in)
+        x_logits = layers.Dense(ORIGINAL_DIM, name=evaluation.LOGITS_LAYER)(h)
+        x_decoded_mean = layers.Activation("sigmoid", name="decoder_mean", dtype=f32)(x_logits)
+        decoder = keras.Model(z_in, x_decoded_mean, name="decoder")
+
+        out = VAELoss(cfg.reconstruction, cfg.regulariser, name="vae_loss", dtype=f32)(
+            [x, evaluation.logits_model(decoder)(z), z_mean, z_log_var])
+        vae = keras.Model(x, out, name="vae")
     # XLA and 20 steps per call: faster on CPU, the same arithmetic (benchmarks/epoch_time.py)
     run.compile_model(vae, cfg, "rmsprop", jit_compile=True, steps_per_execution=20)
     return vae, encoder, decoder

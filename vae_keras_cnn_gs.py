@@ -40,6 +40,9 @@ Deviations from the original:
   `--gradient-draws N` measures the variance of the score-function (REINFORCE) gradient against
   the reparameterised one on the trained encoder and decoder, and the reparameterised
   gradient's size at taus from 1 to 0.01.
+- `--precision bfloat16` (opt-in): the hidden layers' products in bfloat16 by Keras' mixed
+  policy; weights, the code's logits, the Gumbel-Softmax and the loss stay float32
+  (results/benchmarks/ says what it trades).
 """
 import dataclasses
 import math
@@ -217,29 +220,34 @@ class TauAnnealing(keras.callbacks.Callback):
 def build_models(cfg):
     """Return (vae, encoder, decoder): x -> logits of the code, code -> x_decoded."""
     shape = (cfg.num_latents, cfg.classes_per_latent)
-    x_in = keras.Input(shape=(28, 28, 1), name="x")
-    h = x_in
-    for filters in (32, 64):
-        h = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(h)
-    h = layers.Flatten()(h)
-    h = layers.Dense(32, activation="relu")(h)
-    logits = layers.Reshape(shape, name="logits")(layers.Dense(shape[0] * shape[1])(h))
-    z = GumbelSoftmax(tau=cfg.tau_max, seed=cfg.seed, noise=cfg.relaxation == "gumbel",
-                      name="z")(logits)
+    f32 = "float32"  # --precision bfloat16: what stays float32 (run.precision)
+    with run.precision(cfg):
+        x_in = keras.Input(shape=(28, 28, 1), name="x")
+        h = x_in
+        for filters in (32, 64):
+            h = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(h)
+        h = layers.Flatten()(h)
+        h = layers.Dense(32, activation="relu")(h)
+        logits = layers.Reshape(shape, name="logits", dtype=f32)(
+            layers.Dense(shape[0] * shape[1])(h))
+        z = GumbelSoftmax(tau=cfg.tau_max, seed=cfg.seed, noise=cfg.relaxation == "gumbel",
+                          name="z", dtype=f32)(logits)
 
-    c_in = keras.Input(shape=shape, name="code")
-    h = layers.Flatten()(c_in)
-    h = layers.Dense(32, activation="relu")(h)
-    h = layers.Dense(7 * 7 * 64, activation="relu")(h)
-    h = layers.Reshape((7, 7, 64))(h)
-    for filters in (64, 32):
-        h = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(h)
-    x_logits = layers.Conv2DTranspose(1, 3, padding="same", name=evaluation.LOGITS_LAYER)(h)
-    x_decoded = layers.Activation("sigmoid", name="x_decoded")(x_logits)
-    decoder = keras.Model(c_in, x_decoded, name="decoder")
+        c_in = keras.Input(shape=shape, name="code")
+        h = layers.Flatten()(c_in)
+        h = layers.Dense(32, activation="relu")(h)
+        h = layers.Dense(7 * 7 * 64, activation="relu")(h)
+        h = layers.Reshape((7, 7, 64))(h)
+        for filters in (64, 32):
+            h = layers.Conv2DTranspose(filters, 3, strides=2, padding="same",
+                                       activation="relu")(h)
+        x_logits = layers.Conv2DTranspose(1, 3, padding="same", name=evaluation.LOGITS_LAYER)(h)
+        x_decoded = layers.Activation("sigmoid", name="x_decoded", dtype=f32)(x_logits)
+        decoder = keras.Model(c_in, x_decoded, name="decoder")
 
-    out = GumbelVAELoss(name="vae_loss")([x_in, evaluation.logits_model(decoder)(z), logits])
-    vae = keras.Model(x_in, out, name="vae")
+        out = GumbelVAELoss(name="vae_loss", dtype=f32)(
+            [x_in, evaluation.logits_model(decoder)(z), logits])
+        vae = keras.Model(x_in, out, name="vae")
     # 20 steps per call saves the per-batch overhead; the gain on a full epoch varies between runs
     # (results/README.md, Benchmarks). XLA is slower: its CPU convolutions lose to oneDNN's.
     run.compile_model(vae, cfg, "rmsprop", steps_per_execution=20)

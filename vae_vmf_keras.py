@@ -29,6 +29,9 @@ Deviations from the original:
   logits between them, so it is not clipped at 1e-7 as the blog's is.
 - Speed: training runs with XLA and 20 batches per compiled call (`--plain-keras` for Keras'
   defaults); same arithmetic, measured by benchmarks/epoch_time.py.
+- `--precision bfloat16` (opt-in): the hidden layers' products in bfloat16 by Keras' mixed
+  policy; weights, mu(x), the sampler and the loss stay float32
+  (results/benchmarks/ says what it trades).
 - The sampler's numerics (the vMF constants and the table of w) come last in this file, after
   the model, training, figures and metrics.
 - The post's loss (eq. 14) is a squared error; the script, as the blog's, trains with the summed
@@ -159,22 +162,24 @@ class ReconstructionLoss(layers.Layer):
 
 def build_models(cfg):
     """Return (vae, encoder, decoder): x -> z_mean = mu(x) on the sphere, z -> x_decoded_mean."""
-    x = keras.Input(shape=(ORIGINAL_DIM,), name="x")
-    h = layers.Dense(cfg.intermediate_dim, activation="relu")(x)
-    z_mean = layers.Dense(cfg.latent_dim)(h)
-    z_mean = layers.UnitNormalization(name="z_mean")(z_mean)        # mu(x) on S^(d-1)
-    z = VMFSampling(cfg.kappa, cfg.table_size, seed=cfg.seed, name="z")(z_mean)
-    encoder = keras.Model(x, z_mean, name="encoder")
+    f32 = "float32"  # --precision bfloat16: what stays float32 (run.precision)
+    with run.precision(cfg):
+        x = keras.Input(shape=(ORIGINAL_DIM,), name="x")
+        h = layers.Dense(cfg.intermediate_dim, activation="relu")(x)
+        z_mean = layers.Dense(cfg.latent_dim, dtype=f32)(h)
+        z_mean = layers.UnitNormalization(name="z_mean", dtype=f32)(z_mean)  # mu(x) on S^(d-1)
+        z = VMFSampling(cfg.kappa, cfg.table_size, seed=cfg.seed, name="z", dtype=f32)(z_mean)
+        encoder = keras.Model(x, z_mean, name="encoder")
 
-    z_in = keras.Input(shape=(cfg.latent_dim,), name="z_sample")
-    h = layers.Dense(cfg.intermediate_dim, activation="relu", name="decoder_h")(z_in)
-    x_logits = layers.Dense(ORIGINAL_DIM, name=evaluation.LOGITS_LAYER)(h)
-    x_decoded_mean = layers.Activation("sigmoid", name="decoder_mean")(x_logits)
-    decoder = keras.Model(z_in, x_decoded_mean, name="decoder")
+        z_in = keras.Input(shape=(cfg.latent_dim,), name="z_sample")
+        h = layers.Dense(cfg.intermediate_dim, activation="relu", name="decoder_h")(z_in)
+        x_logits = layers.Dense(ORIGINAL_DIM, name=evaluation.LOGITS_LAYER)(h)
+        x_decoded_mean = layers.Activation("sigmoid", name="decoder_mean", dtype=f32)(x_logits)
+        decoder = keras.Model(z_in, x_decoded_mean, name="decoder")
 
-    out = ReconstructionLoss(cfg.reconstruction, name="reconstruction_loss")(
-        [x, evaluation.logits_model(decoder)(z)])
-    vae = keras.Model(x, out, name="vae_vmf")
+        out = ReconstructionLoss(cfg.reconstruction, name="reconstruction_loss", dtype=f32)(
+            [x, evaluation.logits_model(decoder)(z)])
+        vae = keras.Model(x, out, name="vae_vmf")
     # XLA and 20 steps per call: faster on CPU, the same arithmetic (benchmarks/epoch_time.py)
     run.compile_model(vae, cfg, "adam", jit_compile=True, steps_per_execution=20)
     return vae, encoder, decoder

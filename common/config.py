@@ -63,6 +63,11 @@ class RunConfig:
     plain_keras: bool = arg(False, "train the plain Keras 3 way (compile defaults, stock optimizer, "
                                    "one step per execution) instead of this script's faster "
                                    "settings; same model and loss (benchmarks/epoch_time.py)")
+    precision: str = arg("float32", "float32, or bfloat16 for the hidden layers' products "
+                         "(Keras' mixed_bfloat16 policy: weights, optimizer, samplers, losses "
+                         "and likelihoods stay float32); faster only where the hardware has "
+                         "bfloat16 units (CPUs with AMX or AVX512-BF16, recent GPUs)",
+                         choices=["float32", "bfloat16"])
 
     def validate(self):
         """Cross-field checks; raise ValueError with a one-line message."""

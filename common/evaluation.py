@@ -48,9 +48,9 @@ def infer(model, x, dtype=np.float64):
     """
     with _no_grad():
         out = model(x, training=False)
-    if isinstance(out, (list, tuple)):
-        return [ops.convert_to_numpy(o).astype(dtype) for o in out]
-    return ops.convert_to_numpy(out).astype(dtype)
+    # through float32: a bfloat16 output (--precision bfloat16) has no NumPy type on every backend
+    numpy = lambda o: ops.convert_to_numpy(ops.cast(o, "float32")).astype(dtype)  # noqa: E731
+    return [numpy(o) for o in out] if isinstance(out, (list, tuple)) else numpy(out)
 
 
 def predict_in_batches(model, x, batch_size):
@@ -109,8 +109,10 @@ def sample_log_likelihoods(x, logits, num_samples):
 
 def logits_model(decoder):
     """A model from codes to the logits behind the decoder's sigmoid (its `x_logits` layer)."""
-    return keras.Model(decoder.input, decoder.get_layer(LOGITS_LAYER).output,
-                       name=f"{decoder.name}_logits")
+    logits = decoder.get_layer(LOGITS_LAYER).output
+    if logits.dtype != "float32":  # --precision bfloat16: the likelihoods read float32 logits
+        logits = keras.layers.Activation("linear", dtype="float32")(logits)
+    return keras.Model(decoder.input, logits, name=f"{decoder.name}_logits")
 
 
 def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):

@@ -8,6 +8,7 @@ interruption (`common.backup`), the batch order (`common.batches`), a per-epoch 
 the time per epoch, optionally the weights of the best validation epoch, and a clean stop when
 the loss turns NaN. The settings are `common.config`'s.
 """
+import contextlib
 import dataclasses
 import json
 import math
@@ -27,7 +28,7 @@ from common.journal import (  # noqa: E402
     BACKUP, MANIFEST, PARTIAL_HISTORY, PENDING, WEIGHTS, check_published, copy_file, digest,
     fail, lock, os_error_message, publish, read_history, read_manifest, recover,
     uninterrupted, write_json)
-from common.machine import machine  # noqa: E402
+from common.machine import accelerator, machine  # noqa: E402
 # for the callers that use them as run.X (the scripts: run.arg, run.RunConfig, ...)
 from common.backup import State, save_weights, seed_states  # noqa: E402, F401
 from common.batches import EpochBatches, EpochOrder  # noqa: E402, F401
@@ -36,7 +37,6 @@ from common.config import (  # noqa: E402, F401
     with_defaults)
 from common.journal import (  # noqa: E402, F401
     LOCK, STATE, adopt, pending, read_published, verify_published, write_bytes)
-from common.machine import accelerator  # noqa: E402, F401
 
 
 
@@ -168,6 +168,29 @@ def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False
     else:
         model.compile(optimizer=optimizer, jit_compile=jit_compile,
                       steps_per_execution=steps_per_execution, **compile_kwargs)
+
+
+def precision_note(cfg):
+    """With --precision bfloat16 on a CPU without bfloat16 units: one line saying it runs slower."""
+    if cfg.precision == "bfloat16" and not accelerator() and "BF16" not in machine():
+        print(f"note: this CPU ({machine()}) has no bfloat16 matrix units; --precision "
+              "bfloat16 will run slower than float32 here")
+
+
+@contextlib.contextmanager
+def precision(cfg):
+    """Build the layers of a model inside this: they compute in `cfg.precision`, float32 or, for
+    'bfloat16', Keras' mixed_bfloat16 policy (float32 weights and optimizer state, bfloat16
+    products). A script names `dtype="float32"` on the layers whose maths must stay float32:
+    its samplers, its loss, the small heads that feed a sampler and the outputs it reads back.
+    Says so when this machine has no bfloat16 units (`precision_note`)."""
+    precision_note(cfg)
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if cfg.precision == "bfloat16" else "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 def load_data(cfg):

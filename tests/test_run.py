@@ -112,3 +112,33 @@ def test_load_without_a_history_names_what_is_missing(tmp_path):
     with pytest.raises(SystemExit) as stop:
         vae_keras.main(quick(out, "--load"))
     assert "no history.csv" in str(stop.value.code)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("script", ["vae_keras", "vae_vmf_keras", "vae_keras_cnn_gs"])
+def test_bfloat16_computes_the_products_in_bfloat16_and_the_rest_in_float32(script):
+    """--precision bfloat16 (run.precision): the Dense and convolution layers compute in
+    bfloat16; the script's own layers (samplers, losses) compute in float32; every weight
+    stays float32; a training step's loss is finite and float32; the policy is reset after."""
+    import importlib
+
+    module = importlib.import_module(script)
+    vae, encoder, decoder = module.build_models(module.Config(precision="bfloat16"))
+    assert keras.config.dtype_policy().name == "float32"
+    products = [l for l in vae._flatten_layers() if isinstance(
+        l, (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    assert any(l.compute_dtype == "bfloat16" for l in products)
+    own = [l for l in vae._flatten_layers() if type(l).__module__ == script]
+    assert own and all(l.compute_dtype == "float32" for l in own), [l.name for l in own]
+    assert {v.dtype for v in vae.weights if "float" in v.dtype} == {"float32"}
+    x = np.random.default_rng(0).random((16, *vae.input_shape[1:])).astype("float32")
+    loss = vae.train_on_batch(x)
+    assert np.isfinite(loss)
+    from common import evaluation
+
+    logits = evaluation.infer(evaluation.logits_model(decoder), np.asarray(
+        evaluation.infer(encoder, x[:2], "float32")[0] if script == "vae_keras" else
+        module.uniform_on_sphere(2, decoder.input_shape[-1], np.random.default_rng(0))
+        if script == "vae_vmf_keras" else np.eye(decoder.input_shape[-1], dtype="float32")[
+            np.zeros((2, decoder.input_shape[1]), int)], "float32"))
+    assert logits.dtype == np.float64 and np.all(np.isfinite(logits))

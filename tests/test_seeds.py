@@ -1,6 +1,7 @@
 """What a seed changes and fixes, and the seed-study command (common/seeds.py): it runs each
 seed once and summarises them, refuses flags it would ignore, does not count a run with damaged
-metrics as done, and, interrupted, summarises the seeds that finished."""
+metrics as done, interrupted summarises the seeds that finished, and --summary-only needs no
+Keras."""
 import importlib
 import json
 import subprocess
@@ -231,3 +232,47 @@ def test_the_seed_study_interrupted_summarises_what_finished(tmp_path, capsys):
     assert stop.value.code == 130
     assert json.loads((root / "vae_keras" / "seeds.json").read_text())["seeds"] == [0]
     assert "runs [1]" in capsys.readouterr().err
+
+
+def fake_study(root, seeds_settings):
+    """Published runs of vae_keras, one per seed, each with the settings given (no training)."""
+    for seed, settings in enumerate(seeds_settings):
+        out = seeds.run_dir(root, "vae_keras", seed)
+        out.mkdir(parents=True)
+        run.write_json(out / "config.json", {**settings, "seed": seed, "out_dir": str(out)})
+        run.write_json(out / "metrics.json", {"final_val_loss": 150.0 + seed, "test_loss": 150.0})
+        (out / "history.csv").write_text("epoch,loss,val_loss\n0,160,155\n1,151,150\n")
+        run.adopt(out, ["config.json", "metrics.json", "history.csv"])
+
+
+@pytest.mark.quick
+def test_the_summary_reads_only_what_the_runs_recorded_and_needs_no_keras(tmp_path):
+    """--summary-only in a process where Keras and TensorFlow cannot load: it summarises runs
+    made with the flags given and one set of settings, and refuses (one line, status 1) runs
+    whose recorded settings differ from those flags or from each other."""
+    fake_study(tmp_path, [{"epochs": 2, "latent_dim": 2}] * 3)
+    code = ("import sys; sys.modules['keras'] = None; sys.modules['tensorflow'] = None\n"
+            "from common import config, seeds\n"
+            "config.cli(lambda: seeds.main(['vae_keras', '--seeds', '0', '1', '2', "
+            "'--summary-only', '--results', sys.argv[1], '--'] + sys.argv[2:]))")
+
+    def summary(*flags):
+        return subprocess.run([sys.executable, "-c", code, str(tmp_path), *flags], cwd=run.REPO,
+                              capture_output=True, text=True, timeout=120)
+
+    done = summary("--epochs", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = json.loads((tmp_path / "vae_keras" / "seeds.json").read_text())
+    assert written["metrics"]["final_val_loss"]["values"] == [150.0, 151.0, 152.0]
+    refused = summary("--epochs=3")
+    assert refused.returncode == 1 and "no finished run with these settings" in refused.stderr
+    fake_study(tmp_path / "mixed", [{"epochs": 2, "latent_dim": 2}] * 2 + [{"epochs": 2,
+                                                                           "latent_dim": 3}])
+    mixed = subprocess.run([sys.executable, "-c", code, str(tmp_path / "mixed")], cwd=run.REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert mixed.returncode == 1 and "seeds [2] were run with other settings" in mixed.stderr
+    blocked = subprocess.run([sys.executable, "-c", code.replace("from common import config, "
+                                                                 "seeds", "from common import run"),
+                              str(tmp_path)], cwd=run.REPO, capture_output=True, text=True,
+                             timeout=120)
+    assert blocked.returncode != 0  # the block works: a module that needs Keras fails under it
