@@ -14,7 +14,9 @@ seeds, so one can see that the speed settings change how a step is executed, not
 With `--jax` (and `--torch`), another configuration runs the defaults on Keras' JAX (PyTorch)
 backend, in the same alternation, and a line `jax/tensorflow: vae=...x ...` (`torch/tensorflow:`)
 gives TensorFlow's seconds per epoch over that backend's for the defaults (above 1: the other
-backend is faster). `--jax vae nice` adds it for those scripts only. `--subset N` trains every run on the first N images (the epoch is then shorter but
+backend is faster). `--bfloat16` likewise adds the defaults with `--precision bfloat16` on
+TensorFlow, and a line `bfloat16/tensorflow:` (above 1: bfloat16 is faster); its losses beside
+float32's, seed by seed, show what the precision changes. `--jax vae nice` adds it for those scripts only. `--subset N` trains every run on the first N images (the epoch is then shorter but
 the configurations still compare like for like; the Gumbel-Softmax CNN's epoch on JAX takes
 minutes).
 Ends with one line:
@@ -23,7 +25,7 @@ the speed-up of the defaults over plain Keras 3 (plain seconds per epoch / defau
 
 Usage: python benchmarks/epoch_time.py [--epochs 3] [--rounds 2] [--scripts vae vmf gs nice]
                                        [--jax [SCRIPT ...]] [--torch [SCRIPT ...]]
-                                       [--subset N]
+                                       [--bfloat16 [SCRIPT ...]] [--subset N]
 """
 import argparse
 import os
@@ -45,6 +47,9 @@ SCRIPTS = {s.short: (s.file, list(s.quick_eval_flags)) for s in catalog.SCRIPTS}
 CONFIGS = {"plain": ["--plain-keras"], "defaults": []}
 OTHER_BACKENDS = ("jax", "torch")  # each a configuration: the defaults on that Keras backend
 BACKEND = {"plain": "tensorflow", "defaults": "tensorflow", **{b: b for b in OTHER_BACKENDS}}
+# the defaults with bfloat16 products, on TensorFlow
+CONFIGS["bfloat16"], BACKEND["bfloat16"] = ["--precision", "bfloat16"], "tensorflow"
+VARIANTS = (*OTHER_BACKENDS, "bfloat16")  # each timed against the defaults when asked for
 
 
 def run_once(name, config, epochs, seed, root, subset=0):
@@ -70,15 +75,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs of each configuration, alternating (round r uses --seed r)")
     parser.add_argument("--scripts", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
-    for backend, label in (("jax", "JAX"), ("torch", "PyTorch")):
-        parser.add_argument(f"--{backend}", nargs="*", choices=list(SCRIPTS), metavar="SCRIPT",
-                            help=f"also time the defaults on the {label} backend: for the "
-                                 "scripts named, or for all when none is named")
+    for variant, what in (("jax", "on the JAX backend"), ("torch", "on the PyTorch backend"),
+                          ("bfloat16", "with --precision bfloat16 (TensorFlow)")):
+        parser.add_argument(f"--{variant}", nargs="*", choices=list(SCRIPTS), metavar="SCRIPT",
+                            help=f"also time the defaults {what}: for the scripts named, or for "
+                                 "all when none is named")
     parser.add_argument("--subset", type=int, default=0,
                         help="train on the first N training images only (0: all 60,000)")
     args = parser.parse_args()
     on = {b: [] if getattr(args, b) is None else (getattr(args, b) or list(SCRIPTS))
-          for b in OTHER_BACKENDS}
+          for b in VARIANTS}
     if args.epochs < 2 or args.rounds < 1:
         parser.error("--epochs must be >= 2 and --rounds >= 1")
     if not 0 <= args.subset <= 60_000:
@@ -88,10 +94,10 @@ def main():
     print(f"machine: {machine()}", flush=True)
     if args.subset:
         print(f"every run trains on the first {args.subset} training images", flush=True)
-    speedups, ratios = {}, {b: {} for b in OTHER_BACKENDS}
+    speedups, ratios = {}, {b: {} for b in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.scripts:
-            configs = [*CONFIGS, *(b for b in OTHER_BACKENDS if name in on[b])]
+            configs = ["plain", "defaults", *(b for b in VARIANTS if name in on[b])]
             seconds = {c: [] for c in configs}
             losses = {c: [] for c in configs}
             for r in range(args.rounds):
@@ -104,7 +110,7 @@ def main():
             speedups[name] = median["plain"] / median["defaults"]
             loss_text = "; ".join(f"{c} " + " ".join(f"{v:.2f}" for v in losses[c]) for c in configs)
             others = ""
-            for b in OTHER_BACKENDS:
+            for b in VARIANTS:
                 if b in median:
                     ratios[b][name] = median["defaults"] / median[b]
                     others += f", {b} {median[b]:.2f} s/epoch"
@@ -112,7 +118,7 @@ def main():
                   f"s/epoch{others} (medians of {len(seconds['plain'])} epochs each): "
                   f"{speedups[name]:.2f}x; val_loss after {args.epochs} epochs by seed: {loss_text}",
                   flush=True)
-    for b in OTHER_BACKENDS:
+    for b in VARIANTS:
         if ratios[b]:
             print(f"{b}/tensorflow: " + " ".join(f"{n}={s:.2f}x" for n, s in ratios[b].items()))
     print(" ".join(f"{name}={s:.2f}x" for name, s in speedups.items()))

@@ -1,7 +1,9 @@
 """Each script's training step, and the Gumbel-Softmax NLL's decoding, against this machine's
-float32 matrix-product rate.
+float32 matrix-product rate, on one Keras backend (`--backend`, TensorFlow by default).
 
-Measures, in one run, on TensorFlow:
+Measures, in one run, on that backend (every compiled function below is compiled the backend's
+way: `tf.function` on TensorFlow, `jax.jit` on JAX; PyTorch runs them eagerly, as Keras' PyTorch
+trainer runs its step):
   - for each script at its default settings (its own `build_models`, compile settings and input
     pipeline, on the first --images training images): the seconds per training step, the best
     of six epochs after the first, each epoch followed by a timing of the rate of a float32
@@ -31,7 +33,9 @@ Measures, in one run, on TensorFlow:
     batches of 1000 (where a call's fixed cost is small beside its work), and their sum.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
     vae=... vmf=... gs_train=... gs_nll=... nice=...
-the fractions. Usage: python benchmarks/roofline.py [--images 60000] [--scripts vae vmf gs nice]
+the fractions, and the backend's matrix-product rate beside it.
+Usage: python benchmarks/roofline.py [--backend tensorflow|jax|torch] [--images 60000]
+                                     [--scripts vae vmf gs nice]
 """
 import argparse
 import os
@@ -40,16 +44,23 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ["KERAS_BACKEND"] = "tensorflow"  # the rates are TensorFlow's
+BACKENDS = ("tensorflow", "jax", "torch")
+if __name__ == "__main__":  # the backend must be set before Keras is imported
+    _pre = argparse.ArgumentParser(add_help=False)
+    _pre.add_argument("--backend", choices=BACKENDS, default="tensorflow")
+    os.environ["KERAS_BACKEND"] = _pre.parse_known_args()[0].backend
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from common import startup  # noqa: E402,F401
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
 
 import importlib  # noqa: E402
 
 from common import catalog, data, evaluation, run  # noqa: E402
+
+BACKEND = keras.backend.backend()
 
 SCRIPTS = {s.short: importlib.import_module(s.name) for s in catalog.SCRIPTS}
 
@@ -67,13 +78,42 @@ def best_seconds(fn, repeats):
 MATMUL_N = 2048
 
 
+def compiled(fn):
+    """`fn` compiled as this backend compiles a step (tf.function, jax.jit); on PyTorch, `fn`
+    itself, run without recording gradients. Its arrays are passed as arguments, never captured:
+    a compiler may fold a computation on captured constants away."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, autograph=False)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)
+    import torch
+
+    def eager(*args):
+        with torch.no_grad():
+            return fn(*args)
+    return eager
+
+
+def ready(x):
+    """Wait for `x` (an array or a list of them) to be computed: fetch one element of it."""
+    first = x[0] if isinstance(x, (list, tuple)) else x
+    return float(ops.convert_to_numpy(ops.reshape(first, (-1,))[:1])[0])
+
+
+def tensor(shape, seed=0):
+    return ops.convert_to_tensor(np.random.default_rng(seed).standard_normal(shape, "float32"))
+
+
 def matmul():
     """A compiled float32 (MATMUL_N x MATMUL_N) . (MATMUL_N x MATMUL_N) product; it does
     2 MATMUL_N^3 FLOPs."""
-    a = tf.random.normal((MATMUL_N, MATMUL_N))
-    b = tf.random.normal((MATMUL_N, MATMUL_N))
-    product = tf.function(lambda: tf.matmul(a, b)[:1, :1], autograph=False)
-    return lambda: product().numpy()
+    a, b = tensor((MATMUL_N, MATMUL_N)), tensor((MATMUL_N, MATMUL_N), 1)
+    product = compiled(lambda a, b: ops.matmul(a, b)[:1, :1])
+    return lambda: ready(product(a, b))
 
 
 def matmul_rate(seconds):
@@ -126,25 +166,26 @@ def dense_products(model, batch):
     unless the layer reads the data, dy.W^T (its input's); None where the model has a
     convolution. Their FLOPs are the step's counted FLOPs, so this is about as fast as the
     counted work goes with this machine's matrix-product kernels at these shapes."""
-    operands = []
+    operands, firsts = [], []
     for layer, first in counted_layers(model):
         if isinstance(layer, CONVOLUTIONS):
             return None
         if isinstance(layer, keras.layers.Dense):
             fin, fout = layer.kernel.shape
             shapes = ((batch, fin), (fin, fout), (batch, fout))
-            operands.append([tf.random.normal(shape) for shape in shapes] + [first])
+            operands.append([tensor(shape, i) for i, shape in enumerate(shapes)])
+            firsts.append(first)
 
-    @tf.function(autograph=False)
-    def products():
+    def products(operands):
         corners = []
-        for x, w, dy, first in operands:
-            corners += [tf.matmul(x, w)[0, 0], tf.matmul(x, dy, transpose_a=True)[0, 0]]
+        for (x, w, dy), first in zip(operands, firsts):
+            corners += [ops.matmul(x, w)[0, 0], ops.matmul(ops.transpose(x), dy)[0, 0]]
             if not first:
-                corners.append(tf.matmul(dy, w, transpose_b=True)[0, 0])
-        return tf.add_n(corners)
+                corners.append(ops.matmul(dy, ops.transpose(w))[0, 0])
+        return ops.sum(ops.stack(corners))
 
-    return lambda: products().numpy()
+    products = compiled(products)
+    return lambda: ready(products(operands))
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -168,9 +209,17 @@ def training_inputs(name, x):
 
 def step_parts(model, x, y, batch_size):
     """Compiled, warmed-up callables, each one batch's work: the gradients alone, the
-    optimizer's update alone, and both in one function."""
-    xb = tf.constant(x[:batch_size])
-    yb = None if y is None else tf.constant(y[:batch_size])
+    optimizer's update alone, and both in one function (Keras' step without its bookkeeping),
+    each the way Keras' trainer for this backend computes them."""
+    return {"tensorflow": tf_step_parts, "jax": jax_step_parts,
+            "torch": torch_step_parts}[BACKEND](model, x[:batch_size],
+                                                None if y is None else y[:batch_size])
+
+
+def tf_step_parts(model, x, y):
+    import tensorflow as tf
+
+    xb, yb = tf.constant(x), None if y is None else tf.constant(y)
     weights = model.trainable_variables
 
     @tf.function
@@ -181,7 +230,7 @@ def step_parts(model, x, y, batch_size):
         return tape.gradient(loss, weights)
 
     @tf.function
-    def whole_step():  # the same two in one function: Keras' step without its bookkeeping
+    def whole_step():
         model.optimizer.apply(gradients(), weights)
         return model.optimizer.iterations
 
@@ -190,6 +239,60 @@ def step_parts(model, x, y, batch_size):
     return {"gradients": lambda: [g.numpy() for g in gradients()[:1]],
             "update": lambda: (update(), model.optimizer.iterations.numpy()),
             "both": lambda: whole_step().numpy()}
+
+
+def jax_step_parts(model, x, y):
+    """As Keras' JAX trainer: `jax.value_and_grad` of `compute_loss_and_updates` on the
+    variables' values, and the optimizer's `stateless_apply`, each under `jax.jit`."""
+    import jax
+
+    values = lambda vs: [v.value for v in vs]  # noqa: E731
+    trainable, non_trainable = values(model.trainable_variables), values(model.non_trainable_variables)
+    metrics, optimizer = values(model.metrics_variables), values(model.optimizer.variables)
+    xb, yb = ops.convert_to_tensor(x), None if y is None else ops.convert_to_tensor(y)
+
+    def gradients(trainable, non_trainable, metrics, xb, yb):
+        grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
+        _, grads = grad_fn(trainable, non_trainable, metrics, xb, yb, None, training=True,
+                           optimizer_variables=optimizer)
+        return grads
+
+    def both(optimizer, trainable, non_trainable, metrics, xb, yb):
+        grads = gradients(trainable, non_trainable, metrics, xb, yb)
+        return model.optimizer.stateless_apply(optimizer, grads, trainable)
+
+    gradients_c, both_c = jax.jit(gradients), jax.jit(both)
+    update_c = jax.jit(model.optimizer.stateless_apply)
+    grads = gradients_c(trainable, non_trainable, metrics, xb, yb)
+    return {"gradients": lambda: ready(gradients_c(trainable, non_trainable, metrics, xb, yb)),
+            "update": lambda: ready(update_c(optimizer, grads, trainable)[0]),
+            "both": lambda: ready(both_c(optimizer, trainable, non_trainable, metrics, xb,
+                                         yb)[0])}
+
+
+def torch_step_parts(model, x, y):
+    """As Keras' PyTorch trainer: eager forward and `backward()`, then the optimizer's `apply`
+    without recording gradients."""
+    import torch
+
+    xb, yb = ops.convert_to_tensor(x), None if y is None else ops.convert_to_tensor(y)
+    weights = model.trainable_variables
+
+    def gradients():
+        model.zero_grad()
+        loss = model.compute_loss(x=xb, y=yb, y_pred=model(xb, training=True), training=True)
+        loss.backward()
+        return [v.value.grad for v in weights]
+
+    def update(grads):
+        with torch.no_grad():
+            model.optimizer.apply(grads, weights)
+        return weights[0].value
+
+    grads = [g.clone() for g in gradients()]
+    return {"gradients": lambda: ready(gradients()),
+            "update": lambda: ready(update(grads)),
+            "both": lambda: ready(update(gradients()))}
 
 
 def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
@@ -246,15 +349,14 @@ def decode_layer_rates(decoder, classes_shape, batch=1000):
     """(name, ms per 1000 codes, GFLOP/s) of each layer of the decoder's forward pass that does
     counted work, timed alone in a compiled function on the previous layer's output."""
     decoder_logits = evaluation.logits_model(decoder)
-    h = tf.constant(random_codes(classes_shape, batch))
+    h = ops.convert_to_tensor(random_codes(classes_shape, batch))
     rows = []
     for layer in decoder_logits.layers[1:]:
-        call = tf.function(lambda t, layer=layer: layer(t), autograph=False)
+        call = compiled(lambda t, layer=layer: layer(t))
         forward, _ = layer_flops(layer, False)
         if forward:
-            first = tf.function(lambda t, layer=layer: layer(t)[:1],  # no copy of the output
-                                autograph=False)
-            seconds = best_seconds(lambda: first(h).numpy(), 5)
+            first = compiled(lambda t, layer=layer: layer(t)[:1])  # no copy of the output
+            seconds = best_seconds(lambda: ready(first(h)), 5)
             rows.append((layer.name, seconds / batch * 1e6, forward * batch / seconds / 1e9))
         h = call(h)
     return rows
@@ -268,12 +370,14 @@ def main():
                              "epoch; fewer give a quicker run, in which an epoch's fixed cost "
                              "weighs more on each step)")
     parser.add_argument("--scripts", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
+    parser.add_argument("--backend", choices=BACKENDS, default="tensorflow",
+                        help="the Keras backend to measure (default: tensorflow)")
     args = parser.parse_args()
     if not 1000 <= args.images <= 60_000:
         parser.error("--images must be between 1000 and 60000")
-    print(f"machine: {run.machine()}", flush=True)
+    print(f"machine: {run.machine()}; backend: {BACKEND}", flush=True)
     (x_train, _), _ = data.load_mnist()
-    fractions = {}
+    fractions, best_rate = {}, 0.0
     for name in args.scripts:
         module = SCRIPTS[name]
         cfg = module.Config()
@@ -285,6 +389,7 @@ def main():
         step, grad_s, update_s, both_s = (times[k] for k in ("step", "gradients", "update", "both"))
         products_s = times.get("products")
         rate = matmul_rate(times["matmul"])
+        best_rate = max(best_rate, rate)
         flops = training * cfg.batch_size
         step_rate = flops / step
         key = "gs_train" if name == "gs" else name
@@ -310,6 +415,7 @@ def main():
             for _ in range(3):  # alternating, as the training step's rounds
                 rate = max(rate, matmul_rate(best_seconds(product, 5)))
                 decodes.append(decode_rate(decoder, classes_shape))
+            best_rate = max(best_rate, rate)
             nll_rate, per_code = max(decodes)
             fractions["gs_nll"] = nll_rate / rate
             print(f"gs NLL decode: {per_code / 1e6:.2f} MFLOP per code, {nll_rate / 1e9:.1f} "
@@ -328,7 +434,8 @@ def main():
                     print(f"    decode by {what}, batches of {batch}: {r / 1e9:.1f} GFLOP/s, "
                           f"{r / rate:.2f} of the rate", flush=True)
     order = ("vae", "vmf", "gs_train", "gs_nll", "nice")
-    print(" ".join(f"{k}={fractions[k]:.2f}" for k in order if k in fractions))
+    print(" ".join(f"{k}={fractions[k]:.2f}" for k in order if k in fractions)
+          + f" ({BACKEND}; its float32 matrix product {best_rate / 1e9:.1f} GFLOP/s)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""benchmarks/roofline.py's FLOP count, on which every fraction it prints rests."""
+"""benchmarks/roofline.py: its FLOP count, on which every fraction it prints rests, and the
+step's parts it times on each backend (the backend tests run this file on JAX and PyTorch)."""
 import importlib
 import sys
 
@@ -7,13 +8,11 @@ import pytest
 
 from common import run
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                                reason="roofline.py measures TensorFlow")
+pytestmark = pytest.mark.backends
 
 
 @pytest.fixture
 def roofline(monkeypatch):
-    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # the import sets it; undone afterwards
     monkeypatch.syspath_prepend(str(run.REPO / "benchmarks"))
     yield importlib.import_module("roofline")
     sys.modules.pop("roofline", None)
@@ -40,3 +39,33 @@ def test_convolutions_count_output_pixels_and_transposed_ones_input_pixels(roofl
     conv, transposed = 2 * 16 * 9 * 1 * 4, 2 * 16 * 9 * 4 * 2
     assert roofline.model_flops(model) == (conv + transposed, 2 * conv + 3 * transposed)
     assert roofline.dense_products(model, 4) is None  # products alone: Dense models only
+
+
+@pytest.mark.quick
+def test_the_step_parts_train_as_keras_does(roofline):
+    """On this backend, the gradients alone, the update alone and both together run; on
+    TensorFlow and PyTorch one call of `both` moves the weights as one `train_on_batch` from
+    the same start does (JAX's parts are stateless: the model keeps its weights)."""
+    import numpy as np
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+        m.compile(optimizer="sgd", loss="mse")
+        m.optimizer.build(m.trainable_variables)
+        return m
+
+    x = np.random.default_rng(0).random((8, 4)).astype("float32")
+    y = x.sum(1, keepdims=True)
+    reference = model()
+    reference.train_on_batch(x, y)
+    timed = model()
+    parts = roofline.step_parts(timed, x, y, 8)
+    assert set(parts) == {"gradients", "update", "both"}
+    parts["gradients"]()
+    parts["both"]()
+    after = [keras.ops.convert_to_numpy(v) for v in timed.trainable_variables]
+    parts["update"]()
+    if keras.backend.backend() != "jax":
+        for a, b in zip(reference.trainable_variables, after):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(a), b, rtol=1e-5, atol=1e-6)
