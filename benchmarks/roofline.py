@@ -246,7 +246,8 @@ def jax_step_parts(model, x, y):
     variables' values, and the optimizer's `stateless_apply`, each under `jax.jit`."""
     import jax
 
-    values = lambda vs: [v.value for v in vs]  # noqa: E731
+    # copies: the timed fits between the rounds donate the variables' buffers
+    values = lambda vs: [jax.numpy.array(v.value, copy=True) for v in vs]  # noqa: E731
     trainable, non_trainable = values(model.trainable_variables), values(model.non_trainable_variables)
     metrics, optimizer = values(model.metrics_variables), values(model.optimizer.variables)
     xb, yb = ops.convert_to_tensor(x), None if y is None else ops.convert_to_tensor(y)
