@@ -2,9 +2,10 @@
 of its float32 seed study.
 
 Reads committed runs only (no Keras, no training):
-  - the bfloat16 run of each script at the blog's settings, made by
-        python -m common.seeds <script> --seeds 0 --results results/precision -- --precision bfloat16
-    (results/precision/<script>/), and NICE's by benchmarks/nice_throughput.py
+  - the bfloat16 run of each script at the blog's settings, made by the commands of
+    `common.report.PRECISION_STUDIES` (`python -m common.seeds <script> --seeds 0 --results
+    results/precision -- --precision bfloat16`, into results/precision/<script>/; all of them:
+    `python -m common.reproduce --only precision`), and NICE's by benchmarks/nice_throughput.py
     (results/nice_precision/bfloat16/);
   - the float32 seed study of the script (results/<script>/seeds.json).
 For each metric: the bfloat16 value, the float32 seeds' mean, sd, range, and how many float32

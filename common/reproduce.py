@@ -112,13 +112,15 @@ def claim_tag(measure):
 
 def lines_to_plan():
     """(line, tags) for every command the tables rest on: each script's default seed study,
-    every command of every claim and departure, and the commands of the report's other rows."""
+    every command of every claim and departure, the commands of the report's other rows and
+    the bfloat16 runs of benchmarks/precision.py."""
     out = [(f"python -m common.seeds {s.name}", {s.name}) for s in catalog.SCRIPTS]
     for c in claims.CLAIMS:
         out += [(line, {claim_tag(c.measure)}) for line in c.commands]
     for _, _, commands, measure in claims.DEPARTURES:
         out += [(line, {claim_tag(measure)}) for line in commands.split("<br>")]
     out += [(line, {"report"}) for line in report.COMMAND_OUTPUTS]
+    out += [(line, {"precision"}) for line in report.PRECISION_STUDIES]
     return out
 
 
