@@ -56,6 +56,7 @@ def compare(script):
 
 
 def main():
+    print("machine: each bfloat16 run's, named on its line (this command only reads them)")
     for row in catalog.SCRIPTS:
         print("\n".join(compare(row.name)))
 
