@@ -30,8 +30,8 @@ Deviations from the original:
   to 1.1), the map of exp(-s), latent interpolations, variants for the
   post's claims (`--noise-kind`, `--forward eq7`, `--shuffle none`) and an optional bfloat16
   mixed-precision mode (`--precision`).
-- Speed: Adam's update runs as TensorFlow's fused kernel (`FusedAdam`, same arithmetic as Keras'
-  Adam); see benchmarks/nice_throughput.py.
+- Speed: Adam's update runs as TensorFlow's or PyTorch's fused kernel (`FusedAdam`, same
+  arithmetic as Keras' Adam); see benchmarks/nice_throughput.py.
 """
 import dataclasses
 import math
@@ -235,7 +235,8 @@ class Scale(layers.Layer):
 
 @keras.saving.register_keras_serializable("nice")
 class FusedAdam(keras.optimizers.Adam):
-    """Keras' Adam with each weight updated by TensorFlow's fused Adam kernel.
+    """Keras' Adam with the weights updated by a fused Adam kernel: TensorFlow's, one per
+    weight, or PyTorch's, one for all of them (`BACKENDS`; elsewhere Keras' Adam runs).
 
     The arithmetic is Keras' own (bias-corrected step size, epsilon added outside the square
     root); tests/test_nice.py checks both give the same weights. Keras' update is a chain of
@@ -243,11 +244,13 @@ class FusedAdam(keras.optimizers.Adam):
     (benchmarks/nice_throughput.py times the update both ways).
     """
 
+    BACKENDS = ("tensorflow", "torch")
+
     def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or keras.backend.backend() != "tensorflow":
+            return super().update_step(gradient, variable, learning_rate)
         import tensorflow as tf
 
-        if self.amsgrad:
-            return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         t = ops.cast(self.iterations + 1, dtype)
         i = self._get_variable_index(variable)
@@ -257,6 +260,25 @@ class FusedAdam(keras.optimizers.Adam):
             beta1_power=ops.power(b1, t), beta2_power=ops.power(b2, t),
             lr=ops.cast(learning_rate, dtype), beta1=b1, beta2=b2,
             epsilon=ops.cast(self.epsilon, dtype), grad=ops.cast(gradient, dtype))
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if keras.backend.backend() != "torch" or self.amsgrad:
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        import torch
+
+        # PyTorch's kernel divides by sqrt(v) / sqrt(1 - b2^t) + eps'; with eps' = eps /
+        # sqrt(1 - b2^t) that is Keras' (sqrt(v) + eps) / sqrt(1 - b2^t)
+        t = float(self.iterations.value) + 1
+        correction = math.sqrt(1 - self.beta_2**t)
+        index = [self._get_variable_index(v) for v in trainable_variables]
+        with torch.no_grad():
+            torch._fused_adam_(
+                [v.value for v in trainable_variables], list(grads),
+                [self._momentums[i].value for i in index],
+                [self._velocities[i].value for i in index], [],
+                [torch.tensor(t)] * len(index), lr=float(learning_rate), beta1=self.beta_1,
+                beta2=self.beta_2, weight_decay=0.0, eps=self.epsilon / correction,
+                amsgrad=False, maximize=False)
 
 
 def _handle(variable):

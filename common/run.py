@@ -155,10 +155,12 @@ def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False
 
     The speed settings change how a step is executed (XLA, several steps per call, a fused
     optimizer kernel), not what it computes; `plain_optimizer` is the stock optimizer that
-    `optimizer` stands in for, and is used on backends other than TensorFlow.
+    `optimizer` stands in for, and is used on backends other than its `BACKENDS` (by default
+    TensorFlow alone).
     """
-    if plain_optimizer is not None and keras.backend.backend() != "tensorflow":
-        optimizer = plain_optimizer  # a TensorFlow-only kernel; the same update in Keras ops
+    backends = getattr(optimizer, "BACKENDS", ("tensorflow",))
+    if plain_optimizer is not None and keras.backend.backend() not in backends:
+        optimizer = plain_optimizer  # kernels of other backends; the same update in Keras ops
     if keras.backend.backend() == "jax":
         # JAX compiles only through XLA: without it Keras' JAX trainer runs the step one
         # operation at a time (NICE's step: 458 ms against 103 ms compiled, roofline.py)
