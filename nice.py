@@ -77,7 +77,8 @@ class Config(run.RunConfig):
                                 gt=0.0, le=100.0, evaluation=True)
     learning_rate: float = run.arg(1e-3, "Adam learning rate", gt=0.0, le=1.0)
     dequantisation_draws: int = run.arg(10, "uniform noise draws per test image for the "
-                                        "dequantised NLL and bits/dim", ge=1, le=1000,
+                                        "dequantised NLL and bits/dim (at least 2, for its "
+                                        "Monte Carlo error)", ge=2, le=1000,
                                         evaluation=True)
     iw_draws: int = run.arg(32, "uniform noise draws per test image for the importance-weighted "
                             "dequantised NLL (0: skip it)", ge=0, le=1000, evaluation=True)
@@ -89,6 +90,9 @@ class Config(run.RunConfig):
     batch_size: int = run.arg(128, "images per training batch", ge=1, le=60_000)
 
     def validate(self):
+        if self.iw_draws == 1:
+            raise ValueError("--iw-draws 1 leaves the bound without its Monte Carlo error: "
+                             "pass 0 (skip it) or at least 2")
         if self.weights() > MAX_WEIGHTS:
             raise ValueError(f"--num-blocks {self.num_blocks}, --hidden-dim {self.hidden_dim} and "
                              f"--hidden-layers {self.hidden_layers} make {self.weights():,} weights; "

@@ -45,7 +45,7 @@ SCRIPTS = (
     Script("nice", "nice", "https://kexue.fm/archives/5776", "NICE", seeds=3,
            blog="about −2200 within 20 epochs; 11 s/epoch on a GTX 1070",
            loss_label="validation loss (nats, without 720.448)", zoom_from_epoch=10,
-           zoom_margin=50.0,
+           zoom_margin=50.0, quick_eval_flags=("--iw-draws", "0", "--dequantisation-draws", "2"),
            original={5: [-1381.9, -1379.8], 8: [-1737.8, -1732.5], 10: [-1872.7, -1871.8],
                      12: [-1937.8, -1934.1], 15: [-1949.1, -1944.3], 16: [-1948.7, -1946.6]}),
 )
