@@ -118,16 +118,19 @@ def holds_flags(saved, args):
 def summary_problem(root, script, seeds, script_args):
     """Why the finished runs of `seeds` cannot be summarised as one study, or None. Reads only
     what the runs recorded: each run published whole, with the flags given, and all of them
-    with the same settings but the seed. (Whether those are still the script's defaults is
-    checked when the study runs: that needs the script, and Keras.)"""
+    with the same settings but the seed, where both record the setting (one added after a run
+    was made is absent from it). Whether those are still the script's defaults is checked when
+    the study runs: that needs the script, and Keras."""
     configs = {s: published_config(run_dir(root, script, s)) for s in seeds}
     missing = [s for s, c in configs.items() if c is None or not holds_flags(c, script_args)]
     if missing:
         return (f"seeds {missing} have no finished run with these settings; run without "
                 "--summary-only first")
     first, *others = seeds
-    differ = [s for s in others if {**comparable(configs[s]), "seed": 0}
-              != {**comparable(configs[first]), "seed": 0}]
+
+    def differs(a, b):  # a setting one run lacks (added after it was made) is not compared
+        return any(a[k] != b[k] for k in a.keys() & b.keys() if k not in (*IGNORED, "seed"))
+    differ = [s for s in others if differs(configs[s], configs[first])]
     if differ:
         return (f"seeds {differ} were run with other settings than seed {first}; rerun them "
                 "without --summary-only")

@@ -250,7 +250,9 @@ def test_the_summary_reads_only_what_the_runs_recorded_and_needs_no_keras(tmp_pa
     """--summary-only in a process where Keras and TensorFlow cannot load: it summarises runs
     made with the flags given and one set of settings, and refuses (one line, status 1) runs
     whose recorded settings differ from those flags or from each other."""
-    fake_study(tmp_path, [{"epochs": 2, "latent_dim": 2}] * 3)
+    # seed 0 made after a setting was added: the others lack it, which is not a difference
+    fake_study(tmp_path, [{"epochs": 2, "latent_dim": 2, "is_samples": 9}]
+               + [{"epochs": 2, "latent_dim": 2}] * 2)
     code = ("import sys; sys.modules['keras'] = None; sys.modules['tensorflow'] = None\n"
             "from common import config, seeds\n"
             "config.cli(lambda: seeds.main(['vae_keras', '--seeds', '0', '1', '2', "
