@@ -2,11 +2,11 @@
 of its float32 seed study.
 
 Reads committed runs only (no Keras, no training):
-  - the bfloat16 run of each script at the blog's settings, made by the commands of
-    `common.report.PRECISION_STUDIES` (`python -m common.seeds <script> --seeds 0 --results
-    results/precision -- --precision bfloat16`, into results/precision/<script>/; all of them:
-    `python -m common.reproduce --only precision`), and NICE's by benchmarks/nice_throughput.py
-    (results/nice_precision/bfloat16/);
+  - the bfloat16 run of each script at the blog's settings, in the folder
+    `common.report.PRECISION_RUNS` names: made by the commands of `PRECISION_STUDIES` (`python -m
+    common.seeds <script> --seeds 0 --results results/precision -- --precision bfloat16`; all of
+    them: `python -m common.reproduce --only precision`), and NICE's by
+    benchmarks/nice_throughput.py (results/nice_precision/bfloat16/);
   - the float32 seed study of the script (results/<script>/seeds.json).
 For each metric: the bfloat16 value, the float32 seeds' mean, sd, range, and how many float32
 sds the bfloat16 value lies from their mean; its seconds per epoch beside theirs (runs made at
@@ -22,20 +22,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import catalog, journal  # noqa: E402
+from common import catalog, journal, report  # noqa: E402
 
 RESULTS = REPO / "results"
-BFLOAT16 = {"nice": RESULTS / "nice_precision" / "bfloat16"}  # else results/precision/<script>
 METRICS = ("test_loss", "test_neg_elbo", "test_nll", "test_dequantised_nll")
-
-
-def bfloat16_run(script):
-    return BFLOAT16.get(script, RESULTS / "precision" / script)
 
 
 def compare(script):
     """Lines comparing the script's bfloat16 run with its float32 seeds."""
-    folder = bfloat16_run(script)
+    folder = RESULTS / report.PRECISION_RUNS[script]
     if not (folder / "metrics.json").exists():
         return [f"{script}: no bfloat16 run yet ({folder.relative_to(REPO)})"]
     bf16 = json.loads(journal.read_published(folder, "metrics.json"))

@@ -156,7 +156,6 @@ def changed_settings(saved, cfg, free=None):
             for k, v in settings(cfg, free).items() if saved.get(k) != v]
 
 
-
 def cli(main, interrupted=lambda: "interrupted; nothing was changed"):
     """Run a command's `main()`: Ctrl-C prints one line (`interrupted()` says where it stopped
     and how to go on) and exits with status 130; a failed write (full disk, read-only folder, a

@@ -38,10 +38,13 @@ def models():
 PRECISION = "python benchmarks/nice_throughput.py --train-epochs 30 --out-dir results/nice_precision"
 COMMAND_OUTPUTS = {PRECISION: ["nice_precision/float32/manifest.json",
                                "nice_precision/bfloat16/manifest.json"]}
-# the other scripts' bfloat16 runs at their defaults (benchmarks/precision.py sets them beside the
-# float32 seeds); NICE's is nice_precision/bfloat16
-PRECISION_STUDIES = [f"python -m common.seeds {s.name} --seeds 0 --results results/precision -- "
-                     "--precision bfloat16" for s in catalog.SCRIPTS if s.name != "nice"]
+# each script's bfloat16 run at its defaults, relative to results/ (benchmarks/precision.py sets
+# them beside the float32 seeds): NICE's made by PRECISION, the others' by PRECISION_STUDIES
+PRECISION_RUNS = {s.name: "nice_precision/bfloat16" if s.name == "nice" else f"precision/{s.name}"
+                  for s in catalog.SCRIPTS}
+PRECISION_STUDIES = [f"python -m common.seeds {name} --seeds 0 --results results/precision -- "
+                     "--precision bfloat16" for name, folder in PRECISION_RUNS.items()
+                     if folder == f"precision/{name}"]
 # NICE's NLL and bits/dim are those of dequantised test images; a run from before that bound
 # has only the density at the pixel values, which bounds nothing, and shows "—"
 NLL_KEYS = ("test_dequantised_nll", "test_dequantised_bits_per_dim")

@@ -179,7 +179,7 @@ def epochs_of(unit):
     import importlib
 
     cfg = parse_config(importlib.import_module(unit.script).Config, list(unit.args),
-                           prog=f"{unit.script}.py")
+                       prog=f"{unit.script}.py")
     return cfg.epochs
 
 
@@ -348,14 +348,14 @@ def select(units, commands, only):
     unknown = [o for o in only if o not in known]
     if unknown:
         fail(f"--only {' '.join(unknown)}: not a script, claim or study of the plan (known: "
-                 f"{', '.join(sorted(known))})")
+             f"{', '.join(sorted(known))})")
     pick = lambda x: bool(x.tags & set(only))  # noqa: E731
     return [u for u in units if pick(u)], [c for c in commands if pick(c)]
 
 
 def parse_args(argv=None):
     parser = ArgumentParser(prog="python -m common.reproduce", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (each run's command, state and expected time) and "
                              "run nothing")
@@ -426,7 +426,7 @@ def main(argv=None):
     summarise_studies([u for u in units if u.study in ran], results)
     if failed:
         fail(f"{len(failed)} runs failed (their logs are above); the same command runs them "
-                 "again and keeps every finished one")
+             "again and keeps every finished one")
     if before is not None:
         report.main(["--write"])
         changes(before, report.rendered())

@@ -26,8 +26,7 @@ from common import config  # noqa: E402
 from common.config import changed_settings, load_may_change, parse_config  # noqa: E402
 from common.journal import (  # noqa: E402
     BACKUP, MANIFEST, PARTIAL_HISTORY, PENDING, WEIGHTS, check_published, copy_file, digest,
-    fail, lock, os_error_message, publish, read_history, read_manifest, recover,
-    uninterrupted, write_json)
+    fail, lock, publish, read_history, read_manifest, recover, uninterrupted, write_json)
 from common.machine import accelerator, machine  # noqa: E402
 # for the callers that use them as run.X (the scripts: run.arg, run.RunConfig, ...)
 from common.backup import State, save_weights, seed_states  # noqa: E402, F401
@@ -37,7 +36,6 @@ from common.config import (  # noqa: E402, F401
     with_defaults)
 from common.journal import (  # noqa: E402, F401
     LOCK, STATE, adopt, pending, read_published, verify_published, write_bytes)
-
 
 
 class Run:
@@ -178,9 +176,12 @@ def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False
 
 def precision_note(cfg):
     """With --precision bfloat16 on a CPU without bfloat16 units: one line saying it runs slower."""
-    if cfg.precision == "bfloat16" and not accelerator() and "BF16" not in machine():
-        print(f"note: this CPU ({machine()}) has no bfloat16 matrix units; --precision "
-              "bfloat16 will run slower than float32 here")
+    if cfg.precision != "bfloat16" or accelerator():
+        return
+    cpu = machine()
+    if "BF16" not in cpu:
+        print(f"note: this CPU ({cpu}) has no bfloat16 matrix units; --precision bfloat16 will "
+              "run slower than float32 here")
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ SUMMARISED = ("final_val_loss", "best_val_loss", "best_epoch", "test_loss", "tes
               "test_iw_nll", "test_iw_bits_per_dim", "sample_fd_best_std",
               "seconds_per_epoch")
 IGNORED = RUN_ONLY  # config fields that may differ between equal runs
+NOT_COMPARED = (*IGNORED, "seed")  # and between the seeds of one study
 
 
 def run_dir(root, script, seed):
@@ -100,7 +101,7 @@ def holds_flags(saved, args):
         if not eq:
             value = next(tokens, None)
         key = flag.lstrip("-").replace("-", "_")
-        if key in IGNORED or key == "seed":
+        if key in NOT_COMPARED:
             continue
         if key not in saved or value is None:
             return False
@@ -129,7 +130,7 @@ def summary_problem(root, script, seeds, script_args):
     first, *others = seeds
 
     def differs(a, b):  # a setting one run lacks (added after it was made) is not compared
-        return any(a[k] != b[k] for k in a.keys() & b.keys() if k not in (*IGNORED, "seed"))
+        return any(a[k] != b[k] for k in a.keys() & b.keys() if k not in NOT_COMPARED)
     differ = [s for s in others if differs(configs[s], configs[first])]
     if differ:
         return (f"seeds {differ} were run with other settings than seed {first}; rerun them "
@@ -146,7 +147,7 @@ def read_run(out):
         return metrics, read_history(out / "history.csv")
     except (OSError, ValueError) as e:
         fail(f"{e if isinstance(e, ValueError) else os_error_message(e)}; move that "
-                 "run's folder away and run the same command again to redo it")
+             "run's folder away and run the same command again to redo it")
 
 
 def spread(values):
@@ -267,7 +268,7 @@ def main(argv=None):
                         a.script_args)
         if code != 0:
             fail(f"seed {seed} failed (exit status {code}); its log is above. Finished seeds "
-                     "are kept: run the same command again to continue")
+                 "are kept: run the same command again to continue")
     summary = summarise(root, a.script, seeds, command)
     for key, s in summary["metrics"].items():
         sd = "—" if s["sd"] is None else f"{s['sd']:.3g}"

@@ -147,7 +147,7 @@ def test_a_figure_that_cannot_be_written_names_its_file(tmp_path, monkeypatch):
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
     with pytest.raises(OSError) as error:
         plotting.save_grid(np.zeros((4, 784)), tmp_path / "grid.png", n=2)
-    assert run.os_error_message(error.value) == f"{tmp_path / 'grid.png'}: No space left on device"
+    assert journal.os_error_message(error.value) == f"{tmp_path / 'grid.png'}: No space left on device"
 
 
 # a kill while the finished run deletes its backup, or a stray file of that name
