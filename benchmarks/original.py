@@ -22,7 +22,7 @@ drawing samples) is not run. NICE's script also needs `np`, which Keras 2.2's
 `from keras.layers import *` used to provide; the runner puts numpy in its namespace as `np`.
 The script's own random state is left alone (the runs are unseeded, as the blog's were).
 
-Writes OUT.csv (epoch, loss, val_loss, seconds), renamed into place when training ends, and
+Writes OUT.csv (epoch from 0 as in the runs' history.csv, loss, val_loss, seconds), renamed into place when training ends, and
 OUT.json: the command, the script's repository, commit and digest, the Python, TensorFlow and
 Keras versions and the machine. The report reads every `results/original/<script>/*.csv`.
 """
@@ -70,7 +70,7 @@ def epoch_logger(path):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            self.writer.writerow([epoch + 1, f"{logs['loss']:.6f}", f"{logs['val_loss']:.6f}",
+            self.writer.writerow([epoch, f"{logs['loss']:.6f}", f"{logs['val_loss']:.6f}",
                                   f"{time.perf_counter() - self.start:.2f}"])
             self.file.flush()
 
