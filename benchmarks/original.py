@@ -22,9 +22,9 @@ drawing samples) is not run. NICE's script also needs `np`, which Keras 2.2's
 `from keras.layers import *` used to provide; the runner puts numpy in its namespace as `np`.
 The script's own random state is left alone (the runs are unseeded, as the blog's were).
 
-Writes OUT.csv (epoch from 0 as in the runs' history.csv, loss, val_loss, seconds), renamed into place when training ends, and
-OUT.json: the command, the script's repository, commit and digest, the Python, TensorFlow and
-Keras versions and the machine. The report reads every `results/original/<script>/*.csv`.
+Writes OUT.csv (epoch, counted from 0 as in every run's history.csv, loss, val_loss, seconds),
+renamed into place when training ends, and OUT.json: the command, the script's repository,
+commit and digest, the Python, TensorFlow and Keras versions and the machine. The report reads every `results/original/<script>/*.csv`.
 """
 import argparse
 import csv
