@@ -1,0 +1,76 @@
+"""common/kernels.py: the JAX transposed convolution's kernel gradient, tap by tap, against
+Keras' own convolution and JAX's own gradient; the layer's outputs against Keras' layer."""
+import keras
+import numpy as np
+import pytest
+
+from common import kernels
+
+SHAPES = [((2, 2), (3, 7, 7, 4)), ((2, 2), (2, 5, 6, 3)), ((1, 1), (2, 6, 6, 3))]
+
+
+def by_definition(x, kernel, strides):
+    """Keras' 'same' transposed convolution written as its sum: input (h, w) and tap (a, b)
+    feed output (s·h + a − c, s·w + b − c); returns the output and the positions it used."""
+    (sh, sw), (kh, kw) = strides, kernel.shape[:2]
+    n, h, w, _ = x.shape
+    y = np.zeros((n, sh * h, sw * w, kernel.shape[2]), np.float64)
+    c = [k - 1 - kernels._same_left_pad(k, s) for k, s in ((kh, sh), (kw, sw))]
+    for a in range(kh):
+        for b in range(kw):
+            for i in range(h):
+                for j in range(w):
+                    p, q = sh * i + a - c[0], sw * j + b - c[1]
+                    if 0 <= p < y.shape[1] and 0 <= q < y.shape[2]:
+                        y[:, p, q, :] += x[:, i, j, :] @ kernel[a, b].T
+    return y
+
+
+@pytest.mark.quick
+@pytest.mark.backends
+@pytest.mark.parametrize("strides, shape", SHAPES)
+def test_the_kernel_gradient_is_the_convolutions_own(strides, shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    kernel = rng.standard_normal((3, 3, 5, shape[-1]))
+    y = by_definition(x, kernel, strides)
+    keras_y = keras.ops.convert_to_numpy(keras.ops.conv_transpose(
+        x.astype("float32"), kernel.astype("float32"), strides=strides, padding="same"))
+    np.testing.assert_allclose(keras_y, y, rtol=1e-4, atol=1e-4)  # the definition is Keras'
+    # the loss sum(dy * y) is linear in the kernel: its gradient is d sum / d kernel[a, b, o, i]
+    dy = rng.standard_normal(y.shape)
+    want = np.zeros_like(kernel)
+    for index in np.ndindex(*kernel.shape):
+        unit = np.zeros_like(kernel)
+        unit[index] = 1.0
+        want[index] = np.sum(dy * by_definition(x, unit, strides))
+    got = np.asarray(kernels.conv_transpose_kernel_grad(x, dy, (3, 3), strides))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)  # JAX: float32
+
+
+@pytest.mark.quick
+@pytest.mark.backends
+@pytest.mark.parametrize("strides, shape", SHAPES)
+def test_the_layer_is_keras_layer_with_the_same_gradients(strides, shape):
+    fast = kernels.Conv2DTranspose(5, 3, strides=strides, padding="same", activation="relu")
+    stock = keras.layers.Conv2DTranspose(5, 3, strides=strides, padding="same",
+                                         activation="relu")
+    x = np.random.default_rng(1).standard_normal(shape).astype("float32")
+    fast.build(shape)
+    stock.build(shape)
+    stock.set_weights(fast.get_weights())
+    assert fast.name.startswith("conv2d_transpose")  # weight files name it as Keras' layer
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fast(x)),
+                                  keras.ops.convert_to_numpy(stock(x)))
+    if keras.backend.backend() != "jax":
+        return  # Keras' own call on the other backends
+    import jax
+
+    def gradients(layer):
+        def loss(kernel, bias, x):
+            y, _ = layer.stateless_call([kernel, bias], [], x)
+            return jax.numpy.sum(jax.numpy.sin(y))
+        return jax.grad(loss, argnums=(0, 1, 2))(*fast.get_weights(), x)
+
+    for got, want in zip(gradients(fast), gradients(stock)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
