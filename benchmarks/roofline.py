@@ -25,6 +25,8 @@ trainer runs its step):
     and, for the models of Dense layers only, the step's matrix products alone (forward, and
     the backward products) in one compiled function at its shapes: about the most the
     machine's matrix-product kernels allow at those shapes;
+  - for the Gumbel-Softmax model, the gradients alone again with Keras' own Conv2DTranspose
+    in place of the script's (common/kernels.py; they differ on JAX only), alternating;
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
     its importance samples (one compiled call per batch of `NLL_DECODE_BATCH` codes), in three
     rounds alternating with the matrix product; then,
@@ -58,7 +60,7 @@ from keras import ops  # noqa: E402
 
 import importlib  # noqa: E402
 
-from common import catalog, data, evaluation, run  # noqa: E402
+from common import catalog, data, evaluation, kernels, run  # noqa: E402
 
 BACKEND = keras.backend.backend()
 
@@ -323,6 +325,30 @@ def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     return {key: min(values) for key, values in times.items()}
 
 
+def stock_convolutions_model(module, cfg):
+    """The Gumbel-Softmax model with Keras' own Conv2DTranspose in place of common/kernels.py's
+    (on JAX the only difference is how the kernels' gradient is computed)."""
+    script_layer, kernels.Conv2DTranspose = kernels.Conv2DTranspose, keras.layers.Conv2DTranspose
+    try:
+        keras.utils.set_random_seed(0)
+        return module.build_models(cfg)[0]
+    finally:
+        kernels.Conv2DTranspose = script_layer
+
+
+def conv_gradient_times(module, cfg, model, x, rounds=3, repeats=5):
+    """Best seconds of the gradients alone (step_parts) with the script's transposed
+    convolutions and with Keras' own, alternating."""
+    stock = stock_convolutions_model(module, cfg)
+    parts = {"script": step_parts(model, x, None, cfg.batch_size)["gradients"],
+             "keras": step_parts(stock, x, None, cfg.batch_size)["gradients"]}
+    times = {k: [] for k in parts}
+    for _ in range(rounds):
+        for k, part in parts.items():
+            times[k].append(best_seconds(part, repeats))
+    return {k: min(v) for k, v in times.items()}
+
+
 def random_codes(classes_shape, count):
     """`count` one-hot codes of shape (latents, classes), each latent's class uniform."""
     latents, classes = classes_shape
@@ -410,6 +436,10 @@ def main():
                  f"{products_s * 1e3:.2f} ms ({flops / products_s / rate:.2f} of the rate)"),
               flush=True)
         if name == "gs":
+            conv = conv_gradient_times(module, cfg, model, x)
+            print(f"gs gradients alone with the decoder's transposed convolutions as the script "
+                  f"has them (common/kernels.py) {conv['script'] * 1e3:.2f} ms, with Keras' own "
+                  f"Conv2DTranspose {conv['keras'] * 1e3:.2f} ms", flush=True)
             decoder = module.build_models(cfg)[2]
             classes_shape = (cfg.num_latents, cfg.classes_per_latent)
             product, decodes = matmul(), []

@@ -3,11 +3,12 @@
 `Conv2DTranspose` is Keras' layer. On JAX, the gradient of a transposed convolution in its
 kernel is, through XLA:CPU, a convolution with a dilated window that runs at a tenth of the
 speed TensorFlow gets for it (the Gumbel-Softmax decoder's two strided layers, batch 100:
-155 and 420 ms against 19 and 36 ms; `benchmarks/roofline.py --backend jax --ops`). Here that
-gradient is written out as what it is, one matrix product per kernel tap: tap (a, b) of a
-stride-s layer pairs each input position (h, w) with the output position (s·h + a − c,
-s·w + b − c), where c = k − 1 − (the padding on the left). The forward pass and the gradient in the input are Keras'
-own; every other backend runs Keras' layer unchanged.
+155 and 420 ms against 19 and 36 ms; `python benchmarks/roofline.py --backend jax --scripts
+gs` prints the model's gradients with and without this). Here that gradient is written out as
+what it is, one matrix product per kernel tap: tap (a, b) of a stride-s layer pairs each input
+position (h, w) with the output position (s·h + a − c, s·w + b − c), where c = k − 1 − (the
+padding on the left). The forward pass and the gradient in the input are Keras' own; every
+other backend runs Keras' layer unchanged.
 """
 import keras
 
