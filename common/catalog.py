@@ -6,10 +6,14 @@ Adding a fifth script: write `<name>.py` after the four (a `Config(run.RunConfig
 its row here. The seed study, the report's tables and `python -m common.reproduce` pick it up.
 """
 import dataclasses
+import json
+from pathlib import Path
 
-# the original Keras 2 scripts' test loss, two unseeded runs each (results/README.md says how
-# they were run): NICE's after these epochs, the Gumbel-Softmax VAE's after its 30th and last
-ORIGINAL = "the original Keras 2 script under TensorFlow 2.15, two unseeded runs"
+from common.config import REPO
+from common.journal import read_history
+
+# the reruns of the blog's own scripts by benchmarks/original.py: <folder>/<name>/run-*.csv, .json
+ORIGINAL_RUNS = REPO / "results" / "original"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Script:
     loss_label: str = "validation loss"  # the y axis of the seed study's curves
     zoom_from_epoch: int = 2  # the seed curves' y axis starts from this epoch's worst value
     zoom_margin: float = 0.1  # ... plus this fraction of it (or, if above 1, these nats)
-    original: dict = dataclasses.field(default_factory=dict)  # epoch: the original's test losses
+    original_epochs: tuple = ()  # the epochs at which the original script's reruns are compared
 
     @property
     def file(self):
@@ -41,13 +45,12 @@ SCRIPTS = (
     Script("vae_keras_cnn_gs", "gs", "https://kexue.fm/archives/6705", "Gumbel-Softmax VAE",
            seeds=3, extra_seed_flags=("--is-images", "2000"),
            quick_eval_flags=("--is-images", "2", "--is-samples", "10"),
-           original={30: [61.55, 62.81]}),
+           original_epochs=(30,)),
     Script("nice", "nice", "https://kexue.fm/archives/5776", "NICE", seeds=3,
            blog="about −2200 within 20 epochs; 11 s/epoch on a GTX 1070",
            loss_label="validation loss (nats, without 720.448)", zoom_from_epoch=10,
            zoom_margin=50.0, quick_eval_flags=("--iw-draws", "0", "--dequantisation-draws", "2"),
-           original={5: [-1381.9, -1379.8], 8: [-1737.8, -1732.5], 10: [-1872.7, -1871.8],
-                     12: [-1937.8, -1934.1], 15: [-1949.1, -1944.3], 16: [-1948.7, -1946.6]}),
+           original_epochs=(5, 8, 10, 12, 15, 16)),
 )
 
 
@@ -61,3 +64,26 @@ def get(name):
         if name in (s.name, s.short):
             return s
     raise KeyError(f"no script {name!r} in common/catalog.py (known: {', '.join(names())})")
+
+
+def original_runs(name, folder=None):
+    """The committed reruns of a script's original (benchmarks/original.py), in file order: a
+    list of (what the run recorded, its history as read_history gives it)."""
+    runs = []
+    for log in sorted(Path(folder or ORIGINAL_RUNS, name).glob("run-*.csv")):
+        runs.append((json.loads(log.with_suffix(".json").read_text()), read_history(log)))
+    return runs
+
+
+def original_losses(name, folder=None):
+    """{epoch: [each rerun's test loss after it]} at the script's `original_epochs` that every
+    rerun reached, and a phrase saying what the reruns are; ({}, None) when there are none."""
+    runs = original_runs(name, folder)
+    if not runs:
+        return {}, None
+    versions = sorted({info["tensorflow"] for info, _ in runs})
+    what = (f"the original Keras 2 script under TensorFlow {', '.join(versions)}, "
+            f"{len(runs)} unseeded run{'s' if len(runs) > 1 else ''}")
+    losses = {e: [float(h["val_loss"][e - 1]) for _, h in runs]
+              for e in get(name).original_epochs if all(len(h["val_loss"]) >= e for _, h in runs)}
+    return losses, what

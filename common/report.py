@@ -222,20 +222,25 @@ def table():
     return "\n".join(lines)
 
 
-# Figures of other runs to hold our seeds against: (results folder, what, epoch or None for the
-# value in metrics.json, metric key, source, values).
-ORIGINAL = catalog.ORIGINAL
-ORIGINAL_NICE = catalog.get("nice").original
-REFERENCES = [
+# The blog's figure to hold our seeds against: (results folder, what, epoch or None for the value in
+# metrics.json, metric key, source, values). The original scripts' reruns follow (references()).
+BLOG = [
     ("nice", "best test loss", None, "best_val_loss", "the blog (\"about\", within 20 epochs)",
      [-2200.0]),
     ("claims/noiseless/nice", "best test loss within 20 epochs, trained without noise", 20,
      "best_val_loss", "the blog (\"about\", within 20 epochs)", [-2200.0]),
-    *[("nice", f"test loss after epoch {e}", e, "val_loss", ORIGINAL, v)
-      for e, v in ORIGINAL_NICE.items()],
-    ("vae_keras_cnn_gs", "test loss after the last epoch (30)", None, "final_val_loss", ORIGINAL,
-     catalog.get("vae_keras_cnn_gs").original[30]),
 ]
+
+
+def references():
+    """BLOG, then each script's original reruns after each of its catalog epochs, in the same
+    form, with a last field: True for a script's last compared epoch (the README shows it)."""
+    refs = [(*r, False) for r in BLOG]
+    for script in catalog.SCRIPTS:
+        losses, source = catalog.original_losses(script.name)
+        refs += [(script.name, f"test loss after epoch {e}", e, "val_loss", source, values,
+                  e == max(losses)) for e, values in losses.items()]
+    return refs
 
 
 def seed_values(folder, epoch, key):
@@ -259,7 +264,7 @@ def comparison():
     """Reference figures against the spread of our seeds: inside their range or not."""
     lines = ["| quantity | reference | value | our seeds: mean ± sd (min to max) | reference "
              "within our range? |", "|---|---|---|---|---|"]
-    for folder, what, epoch, key, source, values in REFERENCES:
+    for folder, what, epoch, key, source, values, _ in references():
         ours = seed_values(folder, epoch, key)
         if not ours or len(ours) < 2:
             continue
@@ -301,10 +306,9 @@ def summary_row(folder, label, blog):
     if nll_key in (NLL_KEYS[0], IW_KEYS[0]) and nll_key in m:  # NICE: the bound in bits/dim too
         nll += f"<br>{cell(m, seeds, bits_key, 3).replace('<br>', ' bits/dim; ')} bits/dim"
     original = []
-    for ref_folder, what, epoch, key, source, values in REFERENCES:
-        ours = seed_values(ref_folder, epoch, key) if ref_folder == folder and source == ORIGINAL \
-            else None
-        if ours and len(ours) > 1 and (epoch is None or epoch == max(ORIGINAL_NICE)):
+    for ref_folder, what, epoch, key, source, values, last in references():
+        ours = seed_values(ref_folder, epoch, key) if ref_folder == folder and last else None
+        if ours and len(ours) > 1:
             original.append(f"{what}: {', '.join(fmt(v) for v in values)}; ours "
                             f"{fmt(statistics.mean(ours))} ± {fmt(statistics.stdev(ours))}")
     return (f"| {label} | {m['epochs']} | {count} | {cell(m, seeds, 'test_loss', 2)} | {blog} | "
@@ -321,7 +325,7 @@ def summary_table():
     blogs = {folder: blog for folder, _, blog in models()}
     blogs["claims/noiseless/nice"] = "about −2200 within 20 epochs (likely this model)"
     lines = ["| model | epochs | seeds | test loss as the blog computes it: seed 0<br>mean ± sd "
-             "over the seeds | the blog | the original script, two reruns, against our seeds | "
+             "over the seeds | the blog | the original script rerun, against our seeds | "
              "test NLL, nats (VAEs: Bernoulli likelihood of the grey levels, importance-sampled; "
              "NICE: upper bound on the discrete NLL of the 8-bit pixels, dequantised) | "
              "minutes: training + "

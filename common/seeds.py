@@ -50,16 +50,20 @@ def shown(path):
         return str(path.resolve())
 
 
-def run_args(root, script, seed, extra=()):
-    """The script's flags for one seed: `extra`, then the catalog's flags for seeds > 0 where
-    `extra` does not set them, then the seed and the folder."""
-    args = [*extra]
-    flags = catalog.get(script).extra_seed_flags
+def seed_flags(script, seed, extra=()):
+    """The catalog's flags for seeds > 0 that `extra` does not set (none for seed 0)."""
+    flags, args = catalog.get(script).extra_seed_flags, []
     if seed != 0:
         for flag, value in zip(flags[::2], flags[1::2]):
             if not any(a.split("=")[0] == flag for a in extra):
                 args += [flag, value]
-    return [*args, "--seed", str(seed), "--out-dir", shown(run_dir(root, script, seed))]
+    return args
+
+
+def run_args(root, script, seed, extra=()):
+    """The script's flags for one seed: `extra`, then `seed_flags`, the seed and the folder."""
+    return [*extra, *seed_flags(script, seed, extra), "--seed", str(seed), "--out-dir",
+            shown(run_dir(root, script, seed))]
 
 
 def comparable(config):
@@ -123,14 +127,19 @@ def summary_problem(root, script, seeds, script_args):
     was made is absent from it). Whether those are still the script's defaults is checked when
     the study runs: that needs the script, and Keras."""
     configs = {s: published_config(run_dir(root, script, s)) for s in seeds}
-    missing = [s for s, c in configs.items() if c is None or not holds_flags(c, script_args)]
+    missing = [s for s, c in configs.items() if c is None or not holds_flags(
+        c, [*script_args, *seed_flags(script, s, script_args)])]
     if missing:
         return (f"seeds {missing} have no finished run with these settings; run without "
                 "--summary-only first")
     first, *others = seeds
 
+    # the catalog's flags for seeds > 0 may set what seed 0 leaves at its default
+    varies = {f.lstrip("-").replace("-", "_") for f in seed_flags(script, 1, script_args)[::2]}
+
     def differs(a, b):  # a setting one run lacks (added after it was made) is not compared
-        return any(a[k] != b[k] for k in a.keys() & b.keys() if k not in NOT_COMPARED)
+        return any(a[k] != b[k] for k in a.keys() & b.keys()
+                   if k not in NOT_COMPARED and k not in varies)
     differ = [s for s in others if differs(configs[s], configs[first])]
     if differ:
         return (f"seeds {differ} were run with other settings than seed {first}; rerun them "
@@ -187,7 +196,8 @@ def summarise(root, script, seeds, command):
     plotting.save_seed_curves(histories, base / "loss_seeds.png", ylabel=row.loss_label,
                               top=start + margin,
                               title=f"{script}: validation loss of {len(seeds)} seeds",
-                              marks=row.original or None, marks_label="original Keras 2 script")
+                              marks=catalog.original_losses(script)[0] or None,
+                              marks_label="original Keras 2 script")
     return summary
 
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from common import report, run
+from common import catalog, report, run
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_a_seed_study_adds_mean_and_sd_below_the_default_run(repo):
 
 
 @pytest.mark.quick
-def test_comparison_says_which_references_lie_within_our_seeds(repo):
+def test_comparison_says_which_references_lie_within_our_seeds(repo, monkeypatch):
     runs = {}
     for seed, loss in enumerate([-1950.0, -1940.0, -1930.0]):
         folder = repo / "results" / "nice" / "seeds" / str(seed)
@@ -117,6 +117,13 @@ def test_comparison_says_which_references_lie_within_our_seeds(repo):
         (folder / "history.csv").write_text("epoch,loss,val_loss\n" + rows)
         runs[str(seed)] = str(folder.relative_to(repo))
     best = {"values": [-1950.0, -1940.0, -1930.0]}
+    originals = repo / "results" / "original"
+    (originals / "nice").mkdir(parents=True)
+    for name, at_15 in (("run-1", -1949.1), ("run-2", -1944.3)):  # two reruns of the original
+        rows = "".join(f"{e},0,{at_15 if e == 14 else -1000.0},60\n" for e in range(16))
+        (originals / "nice" / f"{name}.csv").write_text("epoch,loss,val_loss,seconds\n" + rows)
+        (originals / "nice" / f"{name}.json").write_text(json.dumps({"tensorflow": "2.15.1"}))
+    monkeypatch.setattr(catalog, "ORIGINAL_RUNS", originals)
     (repo / "results" / "nice" / "seeds.json").write_text(
         json.dumps({"seeds": [0, 1, 2], "runs": runs, "metrics": {"best_val_loss": best}}))
     lines = {l.split(" | ")[0]: l for l in report.comparison().splitlines()[2:]}
@@ -124,7 +131,9 @@ def test_comparison_says_which_references_lie_within_our_seeds(repo):
     assert lines["| nice: best test loss"].endswith("| −2200.0 | −1940.0 ± 10.0 (−1950.0 to "
                                                    "−1930.0), 3 seeds | no: 26.0 sd from our mean |")
     # after epoch 15 the seeds read -1949, -1939, -1929: -1949.1 lies outside, -1944.3 inside
-    assert lines["| nice: test loss after epoch 15"].endswith("| no: 1.0 sd from our mean; yes |")
+    line = lines["| nice: test loss after epoch 15"]
+    assert line.endswith("| no: 1.0 sd from our mean; yes |")
+    assert "| the original Keras 2 script under TensorFlow 2.15.1, 2 unseeded runs |" in line
 
 
 @pytest.mark.quick

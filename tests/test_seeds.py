@@ -2,6 +2,7 @@
 seed once and summarises them, refuses flags it would ignore, does not count a run with damaged
 metrics as done, interrupted summarises the seeds that finished, and --summary-only needs no
 Keras."""
+import dataclasses
 import importlib
 import json
 import subprocess
@@ -278,3 +279,20 @@ def test_the_summary_reads_only_what_the_runs_recorded_and_needs_no_keras(tmp_pa
                               str(tmp_path)], cwd=run.REPO, capture_output=True, text=True,
                              timeout=120)
     assert blocked.returncode != 0  # the block works: a module that needs Keras fails under it
+
+
+@pytest.mark.quick
+def test_the_summary_allows_what_the_catalog_sets_for_the_extra_seeds(tmp_path, monkeypatch):
+    """A default study whose catalog row gives seeds > 0 their own flags (the Gumbel-Softmax
+    VAE's --is-images 2000) is one study: --summary-only accepts those seeds, and still refuses
+    a seed > 0 that lacks the flag or differs otherwise."""
+    row = dataclasses.replace(catalog.get("vae_keras"), extra_seed_flags=("--is-images", "20"))
+    monkeypatch.setattr(catalog, "SCRIPTS", (row,))
+    fake_study(tmp_path, [{"epochs": 2, "is_images": 100}] + [{"epochs": 2, "is_images": 20}] * 2)
+    assert seeds.summary_problem(tmp_path, "vae_keras", [0, 1, 2], []) is None
+    assert "seeds [1, 2] have no finished run" in seeds.summary_problem(
+        tmp_path, "vae_keras", [0, 1, 2], ["--is-images", "100"])  # a flag given for every seed
+    fake_study(tmp_path / "other", [{"epochs": 2, "is_images": 100}, {"epochs": 2, "is_images": 20},
+                                    {"epochs": 3, "is_images": 20}])
+    assert "seeds [2] were run with other settings" in seeds.summary_problem(
+        tmp_path / "other", "vae_keras", [0, 1, 2], [])
