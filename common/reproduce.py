@@ -85,10 +85,8 @@ def study_units(line, tags):
     a = seeds.parse(shlex.split(line)[3:])
     root = Path(relative(a.root))
     tags = frozenset({*tags, a.script, *([root.name] if root.name else [])})
-    # run_args ends with --seed N --out-dir DIR, which a unit adds itself
-    return [Unit(a.script, s, tuple(seeds.run_args(root, a.script, s, a.script_args)[:-4]),
-                 str(seeds.run_dir(root, a.script, s)), a.command, tags)
-            for s in a.seeds]
+    return [Unit(a.script, s, (*a.script_args, *seeds.seed_flags(a.script, s, a.script_args)),
+                 str(seeds.run_dir(root, a.script, s)), a.command, tags) for s in a.seeds]
 
 
 def script_unit(words, tags):
@@ -407,6 +405,8 @@ def main(argv=None):
     print(f"{len(units) - len(todo)} of {len(units)} runs done; {len(todo)} to run, about "
           f"{duration(total)} on this machine one after another"
           + (f" ({unknown} of them with no timing to go by)" if unknown else ""))
+    print("Not run by this command: the original scripts' reruns in results/original/, which "
+          "need an environment of their own (benchmarks/original.py says how)")
     if a.dry_run:
         return {u: states[u] for u in units}
     before = report.rendered() if results == RESULTS.resolve() else None
