@@ -40,8 +40,8 @@ Deviations from the original:
   `--gradient-draws N` measures the variance of the score-function (REINFORCE) gradient against
   the reparameterised one on the trained encoder and decoder, and the reparameterised
   gradient's size at taus from 1 to 0.01.
-- The transposed convolutions are Keras' layer, which on JAX computes its kernel's gradient
-  one kernel tap at a time (`common/kernels.py`: the same sum, ten times faster there).
+- The transposed convolutions are Keras' layer, which on JAX computes its strided ones tap by
+  tap (`common/kernels.py`: the same sums as matrix products, several times faster there).
 - `--precision bfloat16` (opt-in): the hidden layers' products in bfloat16 by Keras' mixed
   policy; weights, the code's logits, the Gumbel-Softmax and the loss stay float32
   (results/benchmarks/ says what it trades).

@@ -1,84 +1,65 @@
-"""Faster formulations of one op for one backend: the same arithmetic, another order of work.
+"""Faster formulations of one op for one backend: the same sums, another order of work.
 
-`Conv2DTranspose` is Keras' layer. On JAX, the gradient of a transposed convolution in its
-kernel is, through XLA:CPU, a convolution with a dilated window that runs at a tenth of the
-speed TensorFlow gets for it (the Gumbel-Softmax decoder's two strided layers, batch 100:
-155 and 420 ms against 19 and 36 ms; `python benchmarks/roofline.py --backend jax --scripts
-gs` prints the model's gradients with and without this). Here that gradient is written out as
-what it is, one matrix product per kernel tap: tap (a, b) of a stride-s layer pairs each input
-position (h, w) with the output position (s·h + a − c, s·w + b − c), where c = k − 1 − (the
-padding on the left). The forward pass and the gradient in the input are Keras' own; every
-other backend runs Keras' layer unchanged.
+`Conv2DTranspose` is Keras' layer. On JAX, XLA:CPU computes a strided transposed convolution
+as a convolution over the input spread out with zeros (s² times the work), and its gradients
+worse still: the kernel's at a tenth of TensorFlow's speed (the Gumbel-Softmax decoder's two
+strided layers, batch 100: 155 and 420 ms against 19 and 36 ms). Here, on JAX, the layer is
+written as the sum it is: kernel tap (a, b) carries input position (h, w) to output position
+(s·h + a − c, s·w + b − c), where c = k − 1 − (the padding on the left). The output positions
+of one phase (p mod s, q mod s) take their taps' products of the input, shifted, with the tap's
+matrix, one matrix product per tap; the s² phases are then interleaved. JAX differentiates
+that as matrix products too. `python benchmarks/roofline.py --backend jax --scripts gs` prints
+the model's gradients with and without it. Stride 1, and every other backend, run Keras' own.
 """
 import keras
 
 
 def _same_left_pad(kernel_size, stride):
-    """The left padding of Keras' 'same' transposed convolution on JAX (no output padding)."""
+    """The left padding of Keras' 'same' transposed convolution (no output padding)."""
     pad = stride + kernel_size - 2
     return min(pad // 2 + pad % 2, kernel_size - 1)
 
 
-def conv_transpose_kernel_grad(x, dy, kernel_size, strides):
-    """d loss / d kernel of Keras' 'same' transposed convolution on JAX, channels last:
-    x (n, h, w, i), dy (n, s·h, s·w, o) -> (kh, kw, o, i), one product per tap."""
+def conv_transpose_by_phases(x, kernel, strides):
+    """Keras' 'same' transposed convolution, channels last, in JAX: x (n, h, w, i) and the
+    kernel (kh, kw, o, i) -> (n, s·h, s·w, o), one matrix product per tap."""
     import jax.numpy as jnp
 
-    (kh, kw), (sh, sw) = kernel_size, strides
+    (kh, kw), (sh, sw) = kernel.shape[:2], strides
     n, h, w, _ = x.shape
     ch, cw = kh - 1 - _same_left_pad(kh, sh), kw - 1 - _same_left_pad(kw, sw)
-    taps = []
-    for a in range(kh):
-        row = []
-        for b in range(kw):
-            # rows s·h + a − c for h = 0 .. H−1 of dy, padded where they fall outside it
-            top, left = a - ch, b - cw
-            pad_h = (max(0, -top), max(0, top + sh * (h - 1) + 1 - dy.shape[1]))
-            pad_w = (max(0, -left), max(0, left + sw * (w - 1) + 1 - dy.shape[2]))
-            padded = jnp.pad(dy, ((0, 0), pad_h, pad_w, (0, 0)))
-            top, left = top + pad_h[0], left + pad_w[0]
-            picked = padded[:, top: top + sh * (h - 1) + 1: sh, left: left + sw * (w - 1) + 1: sw]
-            row.append(jnp.einsum("nhwi,nhwo->oi", x, picked))
-        taps.append(jnp.stack(row))
-    return jnp.stack(taps)
 
+    def shifted(dh, dw):  # x[:, i + dh, j + dw], zero outside the image
+        padded = jnp.pad(x, ((0, 0), (max(0, -dh), max(0, dh)), (max(0, -dw), max(0, dw)),
+                             (0, 0)))
+        return padded[:, max(0, dh): max(0, dh) + h, max(0, dw): max(0, dw) + w]
 
-def _jax_conv_transpose(strides, kernel_size):
-    """Keras' conv_transpose ('same', channels last) with the kernel gradient above."""
-    import jax
-
-    def forward(x, kernel):
-        return keras.ops.conv_transpose(x, kernel, strides=strides, padding="same")
-
-    @jax.custom_vjp
-    def conv(x, kernel):
-        return forward(x, kernel)
-
-    def conv_fwd(x, kernel):
-        return forward(x, kernel), (x, kernel)
-
-    def conv_bwd(saved, dy):
-        x, kernel = saved
-        _, input_grad = jax.vjp(lambda x: forward(x, kernel), x)
-        dk = conv_transpose_kernel_grad(x, dy, kernel_size, strides)
-        return input_grad(dy)[0], dk.astype(kernel.dtype)
-
-    conv.defvjp(conv_fwd, conv_bwd)
-    return conv
+    rows = []
+    for r in range(sh):  # output rows s·i + r read input row i + (r + c − a) / s of tap a
+        phase_row = []
+        for q in range(sw):
+            products = [jnp.einsum("nhwi,oi->nhwo", shifted((r + ch - a) // sh,
+                                                            (q + cw - b) // sw), kernel[a, b])
+                        for a in range(kh) if (a - ch - r) % sh == 0
+                        for b in range(kw) if (b - cw - q) % sw == 0]
+            phase_row.append(sum(products[1:], products[0]) if products else
+                             jnp.zeros((n, h, w, kernel.shape[2]), x.dtype))
+        rows.append(jnp.stack(phase_row, axis=3))
+    return jnp.stack(rows, axis=2).reshape(n, h * sh, w * sw, kernel.shape[2])
 
 
 class Conv2DTranspose(keras.layers.Conv2DTranspose):
-    """Keras' Conv2DTranspose; on JAX, with 'same' padding and channels last, its kernel's
-    gradient is computed tap by tap (the module's docstring). Same name, weights and outputs."""
+    """Keras' Conv2DTranspose; on JAX, with strides, 'same' padding and channels last, computed
+    tap by tap (the module's docstring). Same name, weights and outputs (to rounding)."""
 
     def call(self, inputs):
-        plain = (keras.backend.backend() != "jax" or self.padding != "same"
-                 or self.data_format != "channels_last" or self.output_padding is not None
-                 or tuple(self.dilation_rate) != (1, 1))
+        plain = (keras.backend.backend() != "jax" or tuple(self.strides) == (1, 1)
+                 or self.padding != "same" or self.data_format != "channels_last"
+                 or self.output_padding is not None or tuple(self.dilation_rate) != (1, 1))
         if plain:
             return super().call(inputs)
-        conv = _jax_conv_transpose(tuple(self.strides), tuple(self.kernel_size))
-        outputs = conv(inputs, keras.ops.cast(self.kernel, inputs.dtype))
+        kernel = keras.ops.cast(self.kernel, inputs.dtype)
+        outputs = conv_transpose_by_phases(inputs, kernel, tuple(self.strides))
         if self.use_bias:
             outputs = keras.ops.add(outputs, keras.ops.reshape(self.bias, (1, 1, 1, self.filters)))
         return self.activation(outputs) if self.activation is not None else outputs
