@@ -1,15 +1,16 @@
 """Faster formulations of one op for one backend: the same sums, another order of work.
 
 `Conv2DTranspose` is Keras' layer. On JAX, XLA:CPU computes a strided transposed convolution
-as a convolution over the input spread out with zeros (s² times the work), and its gradients
-worse still: the kernel's at a tenth of TensorFlow's speed (the Gumbel-Softmax decoder's two
-strided layers, batch 100: 155 and 420 ms against 19 and 36 ms). Here, on JAX, the layer is
-written as the sum it is: kernel tap (a, b) carries input position (h, w) to output position
-(s·h + a − c, s·w + b − c), where c = k − 1 − (the padding on the left). The output positions
-of one phase (p mod s, q mod s) take their taps' products of the input, shifted, with the tap's
-matrix, one matrix product per tap; the s² phases are then interleaved. JAX differentiates
-that as matrix products too. `python benchmarks/roofline.py --backend jax --scripts gs` prints
-the model's gradients with and without it. Stride 1, and every other backend, run Keras' own.
+as a convolution over the input spread out with zeros (s² times the work), and its kernel's
+gradient as a convolution with a dilated window, several times slower than TensorFlow's for
+the Gumbel-Softmax decoder's strided layers. Here, on JAX, the layer is written as the sum it
+is: kernel tap (a, b) carries input position (h, w) to output position (s·h + a − c,
+s·w + b − c), where c = k − 1 − (the padding on the left). The output positions of one phase
+(p mod s, q mod s) take their taps' products of the input, shifted, with the tap's matrix, one
+matrix product per tap; the s² phases are then interleaved. JAX differentiates that as matrix
+products too. `python benchmarks/roofline.py --backend jax --scripts gs` times the model's
+gradients with and without it (results/benchmarks/roofline_gs_jax.txt). Stride 1, and every
+other backend, run Keras' own.
 """
 import keras
 
