@@ -516,35 +516,35 @@ def main(argv=None, callbacks=()):
 
     `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
     """
-    job = run.setup(Config, argv, "nice", description=__doc__)
-    cfg = job.cfg
-    rng = np.random.default_rng(cfg.seed)
-    run.precision_note(cfg)
-    (x_train, _), (x_test, _) = run.load_data(cfg)
-    x_train = x_train.reshape(-1, ORIGINAL_DIM)
-    x_test = x_test.reshape(-1, ORIGINAL_DIM)
-    encoder, generator = build_models(cfg)
+    with run.setup(Config, argv, "nice", description=__doc__) as job:
+        cfg = job.cfg
+        rng = np.random.default_rng(cfg.seed)
+        run.precision_note(cfg)
+        (x_train, _), (x_test, _) = run.load_data(cfg)
+        x_train = x_train.reshape(-1, ORIGINAL_DIM)
+        x_test = x_test.reshape(-1, ORIGINAL_DIM)
+        encoder, generator = build_models(cfg)
 
-    # the blog keeps the weights of the best validation epoch
-    history = job.train_or_load(encoder, x_train, x_train,
-                                validation_data=(x_test, x_test), callbacks=callbacks,
-                                keep_best=True)
-    stage = job.pending()  # the figures' folder until the run is published
-    save_figures(cfg, stage, encoder, generator, x_test, history, rng)
+        # the blog keeps the weights of the best validation epoch
+        history = job.train_or_load(encoder, x_train, x_train,
+                                    validation_data=(x_test, x_test), callbacks=callbacks,
+                                    keep_best=True)
+        stage = job.pending()  # the figures' folder until the run is published
+        save_figures(cfg, stage, encoder, generator, x_test, history, rng)
 
-    test_loss = float(encoder.evaluate(x_test, x_test, batch_size=cfg.batch_size, verbose=0))
-    samples = {std: sample_statistics(generator, std, rng) for std in (cfg.sample_std, 1.0)}
-    metrics = {
-        **run.history_summary(history),
-        "test_loss": test_loss,
-        **test_metrics(encoder, x_test, test_loss, cfg, rng),
-        **{f"sample_{k}": v for k, v in samples[cfg.sample_std].items()},
-        **{f"sample_std1_{k}": v for k, v in samples[1.0].items()},
-        **scale_metrics(encoder, x_train, stage),
-        **std_sweep(generator, x_test, rng),
-        "precision": cfg.precision,
-    }
-    return job.finish(encoder, metrics)
+        test_loss = float(encoder.evaluate(x_test, x_test, batch_size=cfg.batch_size, verbose=0))
+        samples = {std: sample_statistics(generator, std, rng) for std in (cfg.sample_std, 1.0)}
+        metrics = {
+            **run.history_summary(history),
+            "test_loss": test_loss,
+            **test_metrics(encoder, x_test, test_loss, cfg, rng),
+            **{f"sample_{k}": v for k, v in samples[cfg.sample_std].items()},
+            **{f"sample_std1_{k}": v for k, v in samples[1.0].items()},
+            **scale_metrics(encoder, x_train, stage),
+            **std_sweep(generator, x_test, rng),
+            "precision": cfg.precision,
+        }
+        return job.finish(encoder, metrics)
 
 
 if __name__ == "__main__":

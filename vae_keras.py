@@ -207,38 +207,38 @@ def main(argv=None, callbacks=()):
 
     `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
     """
-    job = run.setup(Config, argv, "vae_keras", description=__doc__)
-    cfg = job.cfg
-    rng = np.random.default_rng(cfg.seed)
-    (x_train, _), (x_test, y_test) = run.load_data(cfg)
-    x_train = x_train.reshape(-1, ORIGINAL_DIM)
-    x_test = x_test.reshape(-1, ORIGINAL_DIM)
-    vae, encoder, decoder = build_models(cfg)
+    with run.setup(Config, argv, "vae_keras", description=__doc__) as job:
+        cfg = job.cfg
+        rng = np.random.default_rng(cfg.seed)
+        (x_train, _), (x_test, y_test) = run.load_data(cfg)
+        x_train = x_train.reshape(-1, ORIGINAL_DIM)
+        x_test = x_test.reshape(-1, ORIGINAL_DIM)
+        vae, encoder, decoder = build_models(cfg)
 
-    history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
-                                callbacks=callbacks)
-    save_figures(cfg, job.pending(), encoder, decoder, x_test, y_test, history)
+        history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
+                                    callbacks=callbacks)
+        save_figures(cfg, job.pending(), encoder, decoder, x_test, y_test, history)
 
-    decoder_logits = evaluation.logits_model(decoder)
-    summary = run.history_summary(history)
-    sampled = evaluation.importance_sampled_nll(
-        lambda xb, k: log_importance_weights(encoder, decoder_logits, xb, k, rng),
-        x_test[: cfg.is_images], cfg.is_samples)
-    elbo_is_loss = (cfg.reconstruction, cfg.regulariser) == ("bce", "kl")
-    metrics = {
-        **summary,
-        "test_loss": summary["final_val_loss"],
-        # the blog's loss is the complete -ELBO; the variants' -ELBO comes from the samples
-        "test_neg_elbo": summary["final_val_loss"] if elbo_is_loss
-        else sampled["test_neg_elbo_sampled"],
-        **sampled,
-    }
-    if cfg.latent_dim == 2:
-        z_mean, z_log_var = evaluation.infer(encoder, x_test)
-        metrics.update(latent_empty_cells=empty_cells(z_mean),
-                       latent_code_sd=z_mean.std(0).tolist(),
-                       latent_mean_sigma=float(np.exp(z_log_var / 2).mean()))
-    return job.finish(vae, metrics)
+        decoder_logits = evaluation.logits_model(decoder)
+        summary = run.history_summary(history)
+        sampled = evaluation.importance_sampled_nll(
+            lambda xb, k: log_importance_weights(encoder, decoder_logits, xb, k, rng),
+            x_test[: cfg.is_images], cfg.is_samples)
+        elbo_is_loss = (cfg.reconstruction, cfg.regulariser) == ("bce", "kl")
+        metrics = {
+            **summary,
+            "test_loss": summary["final_val_loss"],
+            # the blog's loss is the complete -ELBO; the variants' -ELBO comes from the samples
+            "test_neg_elbo": summary["final_val_loss"] if elbo_is_loss
+            else sampled["test_neg_elbo_sampled"],
+            **sampled,
+        }
+        if cfg.latent_dim == 2:
+            z_mean, z_log_var = evaluation.infer(encoder, x_test)
+            metrics.update(latent_empty_cells=empty_cells(z_mean),
+                           latent_code_sd=z_mean.std(0).tolist(),
+                           latent_mean_sigma=float(np.exp(z_log_var / 2).mean()))
+        return job.finish(vae, metrics)
 
 
 if __name__ == "__main__":

@@ -391,32 +391,32 @@ def main(argv=None, callbacks=()):
 
     `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
     """
-    job = run.setup(Config, argv, "vae_keras_cnn_gs", description=__doc__)
-    cfg = job.cfg
-    rng = np.random.default_rng(cfg.seed)
-    (x_train, _), (x_test, _) = run.load_data(cfg)
-    x_train, x_test = x_train[..., None], x_test[..., None]
-    vae, encoder, decoder = build_models(cfg)
-    gumbel = vae.get_layer("z")
+    with run.setup(Config, argv, "vae_keras_cnn_gs", description=__doc__) as job:
+        cfg = job.cfg
+        rng = np.random.default_rng(cfg.seed)
+        (x_train, _), (x_test, _) = run.load_data(cfg)
+        x_train, x_test = x_train[..., None], x_test[..., None]
+        vae, encoder, decoder = build_models(cfg)
+        gumbel = vae.get_layer("z")
 
-    annealing = TauAnnealing(gumbel, cfg.tau_max, cfg.tau_min, cfg.tau_decay)
-    history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
-                                callbacks=[annealing, *callbacks])
-    save_figures(cfg, job.pending(), encoder, decoder, x_test, history, rng)
+        annealing = TauAnnealing(gumbel, cfg.tau_max, cfg.tau_min, cfg.tau_decay)
+        history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
+                                    callbacks=[annealing, *callbacks])
+        save_figures(cfg, job.pending(), encoder, decoder, x_test, history, rng)
 
-    summary = run.history_summary(history)
-    metrics = {
-        **summary,
-        "test_loss": summary["final_val_loss"],
-        "final_tau": float(ops.convert_to_numpy(gumbel.tau)),
-        "kl_constant": cfg.kl_constant,
-        "test_relaxed_neg_elbo": summary["final_val_loss"] + cfg.kl_constant,
-        **discrete_metrics(encoder, decoder, x_test[: cfg.is_images], cfg.is_samples, rng),
-    }
-    if cfg.gradient_draws:
-        metrics.update(gradient_metrics(encoder, decoder, x_test[:GRADIENT_IMAGES], cfg,
-                                        metrics["final_tau"], rng))
-    return job.finish(vae, metrics)
+        summary = run.history_summary(history)
+        metrics = {
+            **summary,
+            "test_loss": summary["final_val_loss"],
+            "final_tau": float(ops.convert_to_numpy(gumbel.tau)),
+            "kl_constant": cfg.kl_constant,
+            "test_relaxed_neg_elbo": summary["final_val_loss"] + cfg.kl_constant,
+            **discrete_metrics(encoder, decoder, x_test[: cfg.is_images], cfg.is_samples, rng),
+        }
+        if cfg.gradient_draws:
+            metrics.update(gradient_metrics(encoder, decoder, x_test[:GRADIENT_IMAGES], cfg,
+                                            metrics["final_tau"], rng))
+        return job.finish(vae, metrics)
 
 
 if __name__ == "__main__":

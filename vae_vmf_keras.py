@@ -230,34 +230,34 @@ def main(argv=None, callbacks=()):
 
     `callbacks` are extra Keras callbacks for training (the tests simulate a kill with one).
     """
-    job = run.setup(Config, argv, "vae_vmf_keras", description=__doc__)
-    cfg = job.cfg
-    rng = np.random.default_rng(cfg.seed)
-    (x_train, _), (x_test, _) = run.load_data(cfg)
-    x_train = x_train.reshape(-1, ORIGINAL_DIM)
-    x_test = x_test.reshape(-1, ORIGINAL_DIM)
-    vae, encoder, decoder = build_models(cfg)
+    with run.setup(Config, argv, "vae_vmf_keras", description=__doc__) as job:
+        cfg = job.cfg
+        rng = np.random.default_rng(cfg.seed)
+        (x_train, _), (x_test, _) = run.load_data(cfg)
+        x_train = x_train.reshape(-1, ORIGINAL_DIM)
+        x_test = x_test.reshape(-1, ORIGINAL_DIM)
+        vae, encoder, decoder = build_models(cfg)
 
-    history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
-                                callbacks=callbacks)
-    save_figures(cfg, job.pending(), encoder, decoder, x_test, history, rng)
+        history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
+                                    callbacks=callbacks)
+        save_figures(cfg, job.pending(), encoder, decoder, x_test, history, rng)
 
-    decoder_logits = evaluation.logits_model(decoder)
-    summary = run.history_summary(history)
-    kl = vmf_kl(cfg.kappa, cfg.latent_dim)
-    sampled = evaluation.importance_sampled_nll(
-        lambda xb, k: log_importance_weights(encoder, decoder_logits, xb, k, rng, cfg.kappa),
-        x_test[: cfg.is_images], cfg.is_samples)
-    metrics = {
-        **summary,
-        "test_loss": summary["final_val_loss"],
-        "kl_constant": kl,
-        # with the squared-error loss, the Bernoulli -ELBO comes from the importance samples
-        "test_neg_elbo": summary["final_val_loss"] + kl if cfg.reconstruction == "bce"
-        else sampled["test_neg_elbo_sampled"],
-        **sampled,
-    }
-    return job.finish(vae, metrics)
+        decoder_logits = evaluation.logits_model(decoder)
+        summary = run.history_summary(history)
+        kl = vmf_kl(cfg.kappa, cfg.latent_dim)
+        sampled = evaluation.importance_sampled_nll(
+            lambda xb, k: log_importance_weights(encoder, decoder_logits, xb, k, rng, cfg.kappa),
+            x_test[: cfg.is_images], cfg.is_samples)
+        metrics = {
+            **summary,
+            "test_loss": summary["final_val_loss"],
+            "kl_constant": kl,
+            # with the squared-error loss, the Bernoulli -ELBO comes from the importance samples
+            "test_neg_elbo": summary["final_val_loss"] + kl if cfg.reconstruction == "bce"
+            else sampled["test_neg_elbo_sampled"],
+            **sampled,
+        }
+        return job.finish(vae, metrics)
 
 
 # ================================================================ the sampler's numerics

@@ -157,14 +157,15 @@ def changed_settings(saved, cfg, free=None):
 
 
 def cli(main, interrupted=lambda: "interrupted; nothing was changed"):
-    """Run a command's `main()`: Ctrl-C prints one line (`interrupted()` says where it stopped
-    and how to go on) and exits with status 130; a failed write (full disk, read-only folder, a
+    """Run a command's `main()`: Ctrl-C prints one line (the interrupt's own text where it
+    carries one, else `interrupted()`: where it stopped and how to go on) and exits with status
+    130; a failed write (full disk, read-only folder, a
     file where a folder should be) prints one line with the path and the cause, status 1."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from common.startup's handler
     try:
         main()
-    except KeyboardInterrupt:
-        print(f"\n{interrupted()}", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a run's own line comes with it (common.run.Interrupted)
+        print(f"\n{str(e) or interrupted()}", file=sys.stderr)
         raise SystemExit(130) from None
     except OSError as e:
         fail(os_error_message(e))

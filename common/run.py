@@ -43,9 +43,10 @@ class Run:
     where it stands (`phase`, `epochs_done`: the interrupt message says how to go on), the
     weights that training leaves for `finish` to publish, and when its evaluation started.
 
-    A script's `main` reads: `job = run.setup(...)`, the data and the models,
+    A script's `main` reads: `with run.setup(...) as job:`, the data and the models,
     `history = job.train_or_load(model, ...)`, the figures in `job.pending()`, the metrics, and
-    `return job.finish(model, metrics)`.
+    `return job.finish(model, metrics)`. A Ctrl-C inside the `with` leaves it as `Interrupted`,
+    which carries the line saying where the run stopped and how to go on (`cli` prints it).
     """
 
     def __init__(self, cfg, out):
@@ -81,6 +82,14 @@ class Run:
         started = self.evaluation_started or time.perf_counter()
         return finish(self.out, model, metrics, started, self.trained, self)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is not None and issubclass(kind, KeyboardInterrupt) and kind is not Interrupted:
+            raise Interrupted(self.interrupted_message()) from None
+        return False
+
     def interrupted_message(self):
         out, phase, done = self.out, self.phase, self.epochs_done
         if phase == "training":
@@ -103,7 +112,8 @@ class Run:
         return "interrupted before training; nothing was changed"
 
 
-_started = []  # the Runs `setup` made in this process, the last one current (for `cli`)
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; its text says where the run stopped and how to go on."""
 
 
 def setup(cls, argv, name, description=None):
@@ -118,7 +128,6 @@ def setup(cls, argv, name, description=None):
     out.mkdir(parents=True, exist_ok=True)
     lock(out)
     job = Run(cfg, out)
-    _started[:] = [job]
     recover(out)
     return job
 
@@ -134,17 +143,12 @@ class Progress(keras.callbacks.Callback):
         self.job.epochs_done = epoch + 1
 
 
-def interrupted_message():
-    if not _started:
-        return "interrupted before training; nothing was changed"
-    return _started[-1].interrupted_message()
-
-
 def cli(main):
     """Run a script's `main()` as a command (`common.config.cli`): Ctrl-C prints one line saying
     where the run stopped and how to go on, exit status 130; a failed write one line with the
-    path and the cause, exit status 1."""
-    config.cli(main, interrupted_message)
+    path and the cause, exit status 1. The line comes with `Interrupted` from the run's `with`;
+    before it, nothing was changed."""
+    config.cli(main, lambda: "interrupted before training; nothing was changed")
 
 
 def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False,
