@@ -23,6 +23,8 @@ lock that holds across processes and machines that share the filesystem.
 """
 import argparse
 import dataclasses
+import importlib
+import json
 import os
 import shlex
 import statistics
@@ -174,8 +176,6 @@ def command_state(command, results=RESULTS):
 
 
 def epochs_of(unit):
-    import importlib
-
     cfg = parse_config(importlib.import_module(unit.script).Config, list(unit.args),
                        prog=f"{unit.script}.py")
     return cfg.epochs
@@ -184,8 +184,6 @@ def epochs_of(unit):
 def timings(units, results=RESULTS):
     """{(script, machine): [seconds per epoch of training, evaluation seconds]} of every
     committed run of the plan."""
-    import json
-
     seen = {}
     for u in units:
         path = Path(results) / u.folder / "metrics.json"
