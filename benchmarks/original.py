@@ -24,7 +24,8 @@ The script's own random state is left alone (the runs are unseeded, as the blog'
 
 Writes OUT.csv (epoch, counted from 0 as in every run's history.csv, loss, val_loss, seconds),
 renamed into place when training ends, and OUT.json: the command, the script's repository,
-commit and digest, the Python, TensorFlow and Keras versions and the machine. The report reads every `results/original/<script>/*.csv`.
+commit and digest, the Python, TensorFlow and Keras versions and the machine. The report and
+the seed curves read every `results/original/<script>/run-*.csv` (common/catalog.py).
 """
 import argparse
 import csv
