@@ -294,7 +294,7 @@ def benchmarks(folder=REPO / "results" / "benchmarks"):
     return "\n".join(blocks)
 
 
-def summary_row(folder, label, blog):
+def summary_row(folder, label, blog, refs):
     """A model's line in README.md: the loss as the blog computes it beside the blog's and the
     original script's figures, the NLL and the run time."""
     found = read_run(folder)
@@ -306,7 +306,7 @@ def summary_row(folder, label, blog):
     if nll_key in (NLL_KEYS[0], IW_KEYS[0]) and nll_key in m:  # NICE: the bound in bits/dim too
         nll += f"<br>{cell(m, seeds, bits_key, 3).replace('<br>', ' bits/dim; ')} bits/dim"
     original = []
-    for ref_folder, what, epoch, key, source, values, last in references():
+    for ref_folder, what, epoch, key, source, values, last in refs:
         ours = seed_values(ref_folder, epoch, key) if ref_folder == folder and last else None
         if ours and len(ours) > 1:
             original.append(f"{what}: {', '.join(fmt(v) for v in values)}; ours "
@@ -331,7 +331,9 @@ def summary_table():
              "minutes: training + "
              "evaluation |",
              "|---|---|---|---|---|---|---|---|"]
-    lines += [r for r in (summary_row(f, label, blogs[f]) for f, label in summary_rows()) if r]
+    refs = references()  # the original reruns' logs, read once for every row
+    lines += [r for r in (summary_row(f, label, blogs[f], refs) for f, label in summary_rows())
+              if r]
     notes = []
     if any(MIXED in line for line in lines[2:]):
         notes.append(f"{MIXED} over seeds whose estimates use different numbers of test images")

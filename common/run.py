@@ -109,7 +109,10 @@ class Run:
                     "training")
         if phase == "published":
             return f"interrupted as the run ended; its outputs in {out} are complete"
-        return "interrupted before training; nothing was changed"
+        return NOTHING_CHANGED
+
+
+NOTHING_CHANGED = "interrupted before training; nothing was changed"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -148,7 +151,7 @@ def cli(main):
     where the run stopped and how to go on, exit status 130; a failed write one line with the
     path and the cause, exit status 1. The line comes with `Interrupted` from the run's `with`;
     before it, nothing was changed."""
-    config.cli(main, lambda: "interrupted before training; nothing was changed")
+    config.cli(main, lambda: NOTHING_CHANGED)
 
 
 def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False,
