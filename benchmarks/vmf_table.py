@@ -12,7 +12,6 @@ quadrature (scipy.integrate.quad) of the density in t = 1 - w, independent of th
 angle grid (tests/vmf_exact.py). Ends with one line:
     build_s=... peak_mb=... blog_build_s=... blog_peak_mb=... speedup=... max_ks=...
 """
-import math
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.vmf_exact import exact_cdf, ks_distance  # noqa: E402
+from tests.vmf_exact import ks_distance  # noqa: E402
 
 DIMS = (2, 3, 4, 16, 128)
 KAPPAS = (0.0, 1.0, 20.0, 1000.0, 1e5)

@@ -43,7 +43,7 @@ def seed_study(repo, folder, histories=None, **per_seed):
 
 def row(measure):
     line = next(l for l in claims.claims_table().splitlines()
-                if any(c.measure is measure and c.quote in l for c in claims.CLAIMS))
+                if any(c.measure is measure and c.english in l for c in claims.CLAIMS))
     return line
 
 
@@ -192,6 +192,32 @@ def test_std_sweep_row_can_prefer_any_std(repo, seeds, expected):
     and above 1 (not supported), or not the same in every seed (inconclusive)."""
     seed_study(repo, "nice", **{k: [s[k] for s in seeds] for k in seeds[0]})
     assert verdict(row(flow.std_sweep)) == expected
+
+
+def fd_runs(fd_075, fd_1, best_epoch=19):
+    return {"sample_fd_by_std": [{"0.75": a, "1": b} for a, b in zip(fd_075, fd_1)],
+            "best_epoch": [best_epoch] * 3, "best_val_loss": [-2200.0] * 3}
+
+
+@pytest.mark.parametrize("noiseless, expected", [
+    (([30, 31, 29], [25, 26, 24]), SUPPORTED),
+    (([5, 6, 4], [3, 4, 2]), NOT_SUPPORTED),
+    (([30, 31, 29], [3, 4, 2]), MIXED),  # better at 0.75, worse at 1
+    (([10, 20, 9], [25, 26, 24]), INCONCLUSIVE)])
+def test_noise_images_row_compares_the_samples_both_ways(repo, noiseless, expected):
+    """The noisy seeds' samples must be closer to the test images at std 0.75 and at 1; the
+    noiseless ones closer is the opposite finding, one std each way mixed."""
+    seed_study(repo, "nice", **fd_runs([10, 11, 9], [8, 9, 7], best_epoch=15))
+    seed_study(repo, flow.NOISELESS_20, **fd_runs(*noiseless))
+    seed_study(repo, flow.NOISELESS, **fd_runs([0] * 3, [0] * 3))
+    line = row(flow.noise_improves_samples)
+    assert verdict(line) == expected, line
+    assert "best epochs 19, 19, 19" in line
+
+
+def test_noise_images_row_waits_for_its_runs(repo):
+    seed_study(repo, "nice", **fd_runs([10, 11, 9], [8, 9, 7]))
+    assert verdict(row(flow.noise_improves_samples)) == "—"
 
 
 def test_committed_table_has_only_known_verdicts():
