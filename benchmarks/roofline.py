@@ -26,7 +26,9 @@ trainer runs its step):
     the backward products) in one compiled function at its shapes: about the most the
     machine's matrix-product kernels allow at those shapes;
   - for the Gumbel-Softmax model, the gradients alone again with Keras' own Conv2DTranspose
-    in place of the script's (common/kernels.py; they differ on JAX only), alternating;
+    in place of the script's (common/kernels.py; they differ on JAX only), alternating; and
+    each convolution alone at the training batch, its forward pass and its gradients (of its
+    input and its weights), the decoder's also with Keras' own layer;
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
     its importance samples (one compiled call per batch of `NLL_DECODE_BATCH` codes), in three
     rounds alternating with the matrix product; then,
@@ -349,6 +351,65 @@ def conv_gradient_times(module, cfg, model, x, rounds=3, repeats=5):
     return {k: min(v) for k, v in times.items()}
 
 
+def layer_gradient(layer, x):
+    """A callable computing, at input `x`, the gradients of sum(sin(layer(x))) with respect to
+    `x` and the layer's weights: the layer's share of a training step's forward and backward
+    work, compiled as `compiled` compiles (PyTorch: eagerly, as its trainer runs)."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def tf_grads(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(tf.sin(layer(x)))
+            return tape.gradient(loss, [x, *layer.trainable_variables])
+        xt = tf.constant(x)
+        return lambda: ready(tf_grads(xt))
+    if BACKEND == "jax":
+        import jax
+
+        def loss(weights, x):
+            return jax.numpy.sum(jax.numpy.sin(layer.stateless_call(weights, [], x)[0]))
+        jax_grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        weights, xj = [v.value for v in layer.trainable_variables], ops.convert_to_tensor(x)
+        return lambda: ready(jax_grads(weights, xj)[1])
+    import torch
+
+    xt = torch.tensor(x, requires_grad=True)
+
+    def grads():
+        layer.zero_grad()
+        xt.grad = None
+        torch.sin(layer(xt)).sum().backward()
+        return xt.grad
+    return lambda: ready(grads())
+
+
+def convolution_gradient_times(model, batch, rounds=3, repeats=5):
+    """(name, {formulation: best ms}) of each convolution of `model` alone at the training
+    batch (layer_gradient on random inputs of the layer's input shape): the script's layer, and
+    for a transposed convolution also Keras' own with the same weights, alternating."""
+    rows = []
+    for layer, _ in counted_layers(model):
+        if not isinstance(layer, CONVOLUTIONS):
+            continue
+        x = np.random.default_rng(0).standard_normal((batch, *layer.input.shape[1:]), "float32")
+        layers = {"script": layer}
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            stock = keras.layers.Conv2DTranspose.from_config(layer.get_config())
+            stock.build(layer.input.shape)
+            stock.set_weights(layer.get_weights())
+            layers["keras"] = stock
+        parts = {k: layer_gradient(v, x) for k, v in layers.items()}
+        times = {k: [] for k in parts}
+        for _ in range(rounds):
+            for k, part in parts.items():
+                times[k].append(best_seconds(part, repeats))
+        rows.append((layer.name, {k: min(v) * 1e3 for k, v in times.items()}))
+    return rows
+
+
 def random_codes(classes_shape, count):
     """`count` one-hot codes of shape (latents, classes), each latent's class uniform."""
     latents, classes = classes_shape
@@ -440,6 +501,9 @@ def main():
             print(f"gs gradients alone with the decoder's transposed convolutions as the script "
                   f"has them (common/kernels.py) {conv['script'] * 1e3:.2f} ms, with Keras' own "
                   f"Conv2DTranspose {conv['keras'] * 1e3:.2f} ms", flush=True)
+            print("    each convolution alone, forward and gradients at the training batch: " + "; ".join(
+                f"{name} " + ", ".join(f"{k} {ms:.2f} ms" for k, ms in t.items())
+                for name, t in convolution_gradient_times(model, cfg.batch_size)), flush=True)
             decoder = module.build_models(cfg)[2]
             classes_shape = (cfg.num_latents, cfg.classes_per_latent)
             product, decodes = matmul(), []

@@ -3,14 +3,14 @@
 `Conv2DTranspose` is Keras' layer. On JAX, XLA:CPU computes a strided transposed convolution
 as a convolution over the input spread out with zeros (s² times the work), and its kernel's
 gradient as a convolution with a dilated window, several times slower than TensorFlow's for
-the Gumbel-Softmax decoder's strided layers. Here, on JAX, the layer is written as the sum it
-is: kernel tap (a, b) carries input position (h, w) to output position (s·h + a − c,
-s·w + b − c), where c = k − 1 − (the padding on the left). The output positions of one phase
-(p mod s, q mod s) take their taps' products of the input, shifted, with the tap's matrix, one
-matrix product per tap; the s² phases are then interleaved. JAX differentiates that as matrix
-products too. `python benchmarks/roofline.py --backend jax --scripts gs` times the model's
-gradients with and without it (results/benchmarks/roofline_gs_jax.txt). Stride 1, and every
-other backend, run Keras' own.
+the Gumbel-Softmax decoder's layers. Here, on JAX, the layer is written as the sum it is:
+kernel tap (a, b) carries input position (h, w) to output position (s·h + a − c, s·w + b − c),
+where c = k − 1 − (the padding on the left). So one matrix product gives every tap's output
+plane at once (each input pixel times the k²·o columns of the kernel), and each output phase
+(p mod s, q mod s) is the sum of its taps' planes, each shifted by its offset; the s² phases
+are then interleaved. JAX differentiates that as one matrix product and shifts.
+`python benchmarks/roofline.py --backend jax --scripts gs` times the model's gradients with
+and without it. Every other backend runs Keras' own.
 """
 import keras
 
@@ -21,46 +21,59 @@ def _same_left_pad(kernel_size, stride):
     return min(pad // 2 + pad % 2, kernel_size - 1)
 
 
-def conv_transpose_by_phases(x, kernel, strides):
-    """Keras' 'same' transposed convolution, channels last, in JAX: x (n, h, w, i) and the
-    kernel (kh, kw, o, i) -> (n, s·h, s·w, o), one matrix product per tap."""
+def tap_offsets(kernel_size, stride):
+    """{(r, q): [(a, b, dh, dw)]}: output phase (r, q), the rows s·i + r and columns s·j + q,
+    takes tap (a, b) of the input at (i + dh, j + dw)."""
+    c = kernel_size - 1 - _same_left_pad(kernel_size, stride)
+    taps = range(kernel_size)
+    return {(r, q): [(a, b, (r + c - a) // stride, (q + c - b) // stride)
+                     for a in taps if (a - c - r) % stride == 0
+                     for b in taps if (b - c - q) % stride == 0]
+            for r in range(stride) for q in range(stride)}
+
+
+def conv_transpose_by_taps(x, kernel, stride):
+    """Keras' 'same' transposed convolution with a square kernel, channels last, in JAX:
+    x (n, h, w, i) and the kernel (k, k, o, i) -> (n, s·h, s·w, o)."""
     import jax.numpy as jnp
 
-    (kh, kw), (sh, sw) = kernel.shape[:2], strides
+    k, _, o, i = kernel.shape
     n, h, w, _ = x.shape
-    ch, cw = kh - 1 - _same_left_pad(kh, sh), kw - 1 - _same_left_pad(kw, sw)
+    planes = (x.reshape(n * h * w, i) @ kernel.transpose(3, 0, 1, 2).reshape(i, k * k * o))
+    # split, not sliced: the gradient is then one concatenation, not k² padded copies
+    planes = jnp.split(planes.reshape(n, h, w, k * k * o), k * k, axis=3)
 
-    def shifted(dh, dw):  # x[:, i + dh, j + dw], zero outside the image
-        padded = jnp.pad(x, ((0, 0), (max(0, -dh), max(0, dh)), (max(0, -dw), max(0, dw)),
-                             (0, 0)))
+    def shifted(a, b, dh, dw):  # tap (a, b)'s plane at (i + dh, j + dw), zero outside
+        plane = planes[a * k + b]
+        padded = jnp.pad(plane, ((0, 0), (max(0, -dh), max(0, dh)), (max(0, -dw), max(0, dw)),
+                                 (0, 0)))
         return padded[:, max(0, dh): max(0, dh) + h, max(0, dw): max(0, dw) + w]
 
-    rows = []
-    for r in range(sh):  # output rows s·i + r read input row i + (r + c − a) / s of tap a
-        phase_row = []
-        for q in range(sw):
-            products = [jnp.einsum("nhwi,oi->nhwo", shifted((r + ch - a) // sh,
-                                                            (q + cw - b) // sw), kernel[a, b])
-                        for a in range(kh) if (a - ch - r) % sh == 0
-                        for b in range(kw) if (b - cw - q) % sw == 0]
-            phase_row.append(sum(products[1:], products[0]) if products else
-                             jnp.zeros((n, h, w, kernel.shape[2]), x.dtype))
-        rows.append(jnp.stack(phase_row, axis=3))
-    return jnp.stack(rows, axis=2).reshape(n, h * sh, w * sw, kernel.shape[2])
+    phases = {}
+    for phase, taps in tap_offsets(k, stride).items():
+        parts = [shifted(*tap) for tap in taps]
+        phases[phase] = (sum(parts[1:], parts[0]) if parts else
+                         jnp.zeros((n, h, w, o), x.dtype))
+    if stride == 1:
+        return phases[0, 0]
+    rows = [jnp.stack([phases[r, q] for q in range(stride)], axis=3) for r in range(stride)]
+    return jnp.stack(rows, axis=2).reshape(n, h * stride, w * stride, o)
 
 
 class Conv2DTranspose(keras.layers.Conv2DTranspose):
-    """Keras' Conv2DTranspose; on JAX, with strides, 'same' padding and channels last, computed
-    tap by tap (the module's docstring). Same name, weights and outputs (to rounding)."""
+    """Keras' Conv2DTranspose; on JAX, with 'same' padding, a square kernel, equal strides and
+    channels last, computed tap by tap (the module's docstring). Same name, weights and outputs
+    (to rounding)."""
 
     def call(self, inputs):
-        plain = (keras.backend.backend() != "jax" or tuple(self.strides) == (1, 1)
-                 or self.padding != "same" or self.data_format != "channels_last"
-                 or self.output_padding is not None or tuple(self.dilation_rate) != (1, 1))
+        plain = (keras.backend.backend() != "jax" or self.padding != "same"
+                 or self.data_format != "channels_last" or self.output_padding is not None
+                 or tuple(self.dilation_rate) != (1, 1)
+                 or len(set(self.kernel_size)) > 1 or len(set(self.strides)) > 1)
         if plain:
             return super().call(inputs)
         kernel = keras.ops.cast(self.kernel, inputs.dtype)
-        outputs = conv_transpose_by_phases(inputs, kernel, tuple(self.strides))
+        outputs = conv_transpose_by_taps(inputs, kernel, self.strides[0])
         if self.use_bias:
             outputs = keras.ops.add(outputs, keras.ops.reshape(self.bias, (1, 1, 1, self.filters)))
         return self.activation(outputs) if self.activation is not None else outputs
