@@ -40,8 +40,8 @@ Deviations from the original:
   `--gradient-draws N` measures the variance of the score-function (REINFORCE) gradient against
   the reparameterised one on the trained encoder and decoder, and the reparameterised
   gradient's size at taus from 1 to 0.01.
-- The transposed convolutions are Keras' layer, which on JAX computes its strided ones tap by
-  tap (`common/kernels.py`: the same sums as matrix products, several times faster there).
+- The convolutions are Keras' layers, which on JAX compute their sums as matrix products
+  (`common/kernels.py`: the same sums, several times faster there for the transposed ones).
 - `--precision bfloat16` (opt-in): the hidden layers' products in bfloat16 by Keras' mixed
   policy; weights, the code's logits, the Gumbel-Softmax and the loss stay float32
   (results/benchmarks/ says what it trades).
@@ -227,7 +227,7 @@ def build_models(cfg):
         x_in = keras.Input(shape=(28, 28, 1), name="x")
         h = x_in
         for filters in (32, 64):
-            h = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(h)
+            h = kernels.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(h)
         h = layers.Flatten()(h)
         h = layers.Dense(32, activation="relu")(h)
         logits = layers.Reshape(shape, name="logits", dtype=f32)(

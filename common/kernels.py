@@ -9,8 +9,11 @@ where c = k − 1 − (the padding on the left). So one matrix product gives eve
 plane at once (each input pixel times the k²·o columns of the kernel), and each output phase
 (p mod s, q mod s) is the sum of its taps' planes, each shifted by its offset; the s² phases
 are then interleaved. JAX differentiates that as one matrix product and shifts.
+`Conv2D` likewise: on JAX a strided 'same' convolution is one matrix product of the k²
+shifted, strided views of the padded input, side by side, with the kernel (im2col), which XLA:CPU
+runs and differentiates faster than its convolution at the encoder's shapes.
 `python benchmarks/roofline.py --backend jax --scripts gs` times the model's gradients with
-and without it. Every other backend runs Keras' own.
+and without these layers, and each convolution alone. Every other backend runs Keras' own.
 """
 import keras
 
@@ -60,20 +63,56 @@ def conv_transpose_by_taps(x, kernel, stride):
     return jnp.stack(rows, axis=2).reshape(n, h * stride, w * stride, o)
 
 
-class Conv2DTranspose(keras.layers.Conv2DTranspose):
-    """Keras' Conv2DTranspose; on JAX, with 'same' padding, a square kernel, equal strides and
-    channels last, computed tap by tap (the module's docstring). Same name, weights and outputs
-    (to rounding)."""
+def conv_by_columns(x, kernel, stride):
+    """Keras' 'same' convolution with a square kernel, channels last, in JAX: x (n, h, w, i) and
+    the kernel (k, k, i, o) -> (n, ⌈h/s⌉, ⌈w/s⌉, o), as one matrix product (im2col)."""
+    import jax.numpy as jnp
+
+    k, _, i, o = kernel.shape
+    n, h, w, _ = x.shape
+    ho, wo = -(-h // stride), -(-w // stride)
+    pads = [max((size_out - 1) * stride + k - size, 0) for size, size_out in ((h, ho), (w, wo))]
+    x = jnp.pad(x, ((0, 0), (pads[0] // 2, pads[0] - pads[0] // 2),
+                    (pads[1] // 2, pads[1] - pads[1] // 2), (0, 0)))
+    columns = jnp.concatenate([x[:, a: a + stride * (ho - 1) + 1: stride,
+                                 b: b + stride * (wo - 1) + 1: stride]
+                               for a in range(k) for b in range(k)], axis=3)
+    return (columns.reshape(n * ho * wo, k * k * i) @ kernel.reshape(k * k * i, o)).reshape(
+        n, ho, wo, o)
+
+
+def _by_taps(layer):
+    """True where the layer is computed here: JAX, 'same' padding, channels last, a square
+    kernel, equal strides, no dilation, one group, no output padding."""
+    return (keras.backend.backend() == "jax" and layer.padding == "same"
+            and layer.data_format == "channels_last" and tuple(layer.dilation_rate) == (1, 1)
+            and len(set(layer.kernel_size)) == 1 and len(set(layer.strides)) == 1
+            and getattr(layer, "groups", 1) == 1 and getattr(layer, "output_padding", None) is None)
+
+
+def _finish(layer, outputs):
+    if layer.use_bias:
+        outputs = keras.ops.add(outputs, keras.ops.reshape(layer.bias, (1, 1, 1, layer.filters)))
+    return layer.activation(outputs) if layer.activation is not None else outputs
+
+
+class Conv2D(keras.layers.Conv2D):
+    """Keras' Conv2D; on JAX, where `_by_taps`, one matrix product (the module's docstring).
+    Same name, weights and outputs (to rounding)."""
 
     def call(self, inputs):
-        plain = (keras.backend.backend() != "jax" or self.padding != "same"
-                 or self.data_format != "channels_last" or self.output_padding is not None
-                 or tuple(self.dilation_rate) != (1, 1)
-                 or len(set(self.kernel_size)) > 1 or len(set(self.strides)) > 1)
-        if plain:
+        if not _by_taps(self):
             return super().call(inputs)
         kernel = keras.ops.cast(self.kernel, inputs.dtype)
-        outputs = conv_transpose_by_taps(inputs, kernel, self.strides[0])
-        if self.use_bias:
-            outputs = keras.ops.add(outputs, keras.ops.reshape(self.bias, (1, 1, 1, self.filters)))
-        return self.activation(outputs) if self.activation is not None else outputs
+        return _finish(self, conv_by_columns(inputs, kernel, self.strides[0]))
+
+
+class Conv2DTranspose(keras.layers.Conv2DTranspose):
+    """Keras' Conv2DTranspose; on JAX, where `_by_taps`, computed tap by tap (the module's
+    docstring). Same name, weights and outputs (to rounding)."""
+
+    def call(self, inputs):
+        if not _by_taps(self):
+            return super().call(inputs)
+        kernel = keras.ops.cast(self.kernel, inputs.dtype)
+        return _finish(self, conv_transpose_by_taps(inputs, kernel, self.strides[0]))

@@ -1,6 +1,7 @@
 """common/kernels.py: the transposed convolution tap by tap against its definition (itself
-checked against keras.ops.conv_transpose), and the layer's outputs and JAX gradients against
-Keras' layer, with strides 2 and 1 (the Gumbel-Softmax decoder has both)."""
+checked against keras.ops.conv_transpose), the convolution by columns against keras.ops.conv,
+and both layers' outputs and JAX gradients against Keras' layers, at strides 1, 2 and 3 (the
+Gumbel-Softmax model has 1 and 2)."""
 import keras
 import numpy as np
 import pytest
@@ -47,15 +48,29 @@ def test_the_taps_compute_keras_transposed_convolution(strides, shape):
 @pytest.mark.quick
 @pytest.mark.backends
 @pytest.mark.parametrize("strides, shape", SHAPES)
-def test_the_layer_is_keras_layer_with_the_same_gradients(strides, shape):
-    fast = kernels.Conv2DTranspose(5, 3, strides=strides, padding="same", activation="relu")
-    stock = keras.layers.Conv2DTranspose(5, 3, strides=strides, padding="same",
-                                         activation="relu")
+def test_the_columns_compute_keras_convolution(strides, shape):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype("float32")
+    kernel = rng.standard_normal((3, 3, shape[-1], 5)).astype("float32")
+    want = keras.ops.convert_to_numpy(keras.ops.conv(x, kernel, strides=strides, padding="same"))
+    got = np.asarray(kernels.conv_by_columns(x, kernel, strides[0]))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.quick
+@pytest.mark.backends
+@pytest.mark.parametrize("strides, shape", SHAPES)
+@pytest.mark.parametrize("fast_layer, stock_layer", [
+    (kernels.Conv2DTranspose, keras.layers.Conv2DTranspose), (kernels.Conv2D, keras.layers.Conv2D)])
+def test_the_layer_is_keras_layer_with_the_same_gradients(strides, shape, fast_layer,
+                                                          stock_layer):
+    fast = fast_layer(5, 3, strides=strides, padding="same", activation="relu")
+    stock = stock_layer(5, 3, strides=strides, padding="same", activation="relu")
     x = np.random.default_rng(1).standard_normal(shape).astype("float32")
     fast.build(shape)
     stock.build(shape)
     stock.set_weights(fast.get_weights())
-    assert fast.name.startswith("conv2d_transpose")  # weight files name it as Keras' layer
+    assert fast.name.rstrip("_0123456789") == stock.name.rstrip("_0123456789")  # as Keras names it
     fast_y, stock_y = (keras.ops.convert_to_numpy(layer(x)) for layer in (fast, stock))
     if keras.backend.backend() != "jax":
         np.testing.assert_array_equal(fast_y, stock_y)  # Keras' own call
