@@ -28,7 +28,7 @@ trainer runs its step):
   - for the Gumbel-Softmax model, the gradients alone again with Keras' own Conv2DTranspose
     in place of the script's (common/kernels.py; they differ on JAX only), alternating; and
     each convolution alone at the training batch, its forward pass and its gradients (of its
-    input and its weights), the decoder's also with Keras' own layer;
+    input and its weights), each also as Keras' own layer;
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
     its importance samples (one compiled call per batch of `NLL_DECODE_BATCH` codes), in three
     rounds alternating with the matrix product; then,
@@ -388,19 +388,18 @@ def layer_gradient(layer, x):
 
 def convolution_gradient_times(model, batch, rounds=3, repeats=5):
     """(name, {formulation: best ms}) of each convolution of `model` alone at the training
-    batch (layer_gradient on random inputs of the layer's input shape): the script's layer, and
-    for a transposed convolution also Keras' own with the same weights, alternating."""
+    batch (layer_gradient on random inputs of the layer's input shape): the script's layer and
+    Keras' own with the same weights (they differ on JAX only), alternating."""
     rows = []
     for layer, _ in counted_layers(model):
         if not isinstance(layer, CONVOLUTIONS):
             continue
         x = np.random.default_rng(0).standard_normal((batch, *layer.input.shape[1:]), "float32")
-        layers = {"script": layer}
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            stock = keras.layers.Conv2DTranspose.from_config(layer.get_config())
-            stock.build(layer.input.shape)
-            stock.set_weights(layer.get_weights())
-            layers["keras"] = stock
+        base = next(c for c in CONVOLUTIONS[::-1] if isinstance(layer, c))
+        stock = base.from_config(layer.get_config())
+        stock.build(layer.input.shape)
+        stock.set_weights(layer.get_weights())
+        layers = {"script": layer, "keras": stock}
         parts = {k: layer_gradient(v, x) for k, v in layers.items()}
         times = {k: [] for k in parts}
         for _ in range(rounds):
