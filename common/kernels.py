@@ -13,7 +13,8 @@ are then interleaved. JAX differentiates that as one matrix product and shifts.
 shifted, strided views of the padded input, side by side, with the kernel (im2col), which XLA:CPU
 runs and differentiates faster than its convolution at the encoder's shapes.
 `python benchmarks/roofline.py --backend jax --scripts gs` times the model's gradients with
-and without these layers, and each convolution alone. Every other backend runs Keras' own.
+and without the transposed layer, and each convolution alone as here and as Keras' own. Every
+other backend runs Keras' own.
 """
 import keras
 
