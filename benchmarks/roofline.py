@@ -327,6 +327,16 @@ def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     return {key: min(values) for key, values in times.items()}
 
 
+def alternating(parts, rounds, repeats):
+    """{name: best seconds} of each callable in `parts`, timed in turn (best of `repeats`) in
+    each of `rounds` rounds, so that a slow spell of a shared machine slows them alike."""
+    times = {k: [] for k in parts}
+    for _ in range(rounds):
+        for k, part in parts.items():
+            times[k].append(best_seconds(part, repeats))
+    return {k: min(v) for k, v in times.items()}
+
+
 def stock_convolutions_model(module, cfg):
     """The Gumbel-Softmax model with Keras' own Conv2DTranspose in place of common/kernels.py's
     (on JAX the only difference is how the kernels' gradient is computed)."""
@@ -344,11 +354,7 @@ def conv_gradient_times(module, cfg, model, x, rounds=3, repeats=5):
     stock = stock_convolutions_model(module, cfg)
     parts = {"script": step_parts(model, x, None, cfg.batch_size)["gradients"],
              "keras": step_parts(stock, x, None, cfg.batch_size)["gradients"]}
-    times = {k: [] for k in parts}
-    for _ in range(rounds):
-        for k, part in parts.items():
-            times[k].append(best_seconds(part, repeats))
-    return {k: min(v) for k, v in times.items()}
+    return alternating(parts, rounds, repeats)
 
 
 def layer_gradient(layer, x):
@@ -401,11 +407,8 @@ def convolution_gradient_times(model, batch, rounds=3, repeats=5):
         stock.set_weights(layer.get_weights())
         layers = {"script": layer, "keras": stock}
         parts = {k: layer_gradient(v, x) for k, v in layers.items()}
-        times = {k: [] for k in parts}
-        for _ in range(rounds):
-            for k, part in parts.items():
-                times[k].append(best_seconds(part, repeats))
-        rows.append((layer.name, {k: min(v) * 1e3 for k, v in times.items()}))
+        best = alternating(parts, rounds, repeats)
+        rows.append((layer.name, {k: seconds * 1e3 for k, seconds in best.items()}))
     return rows
 
 

@@ -91,29 +91,29 @@ def _by_taps(layer):
             and getattr(layer, "groups", 1) == 1 and getattr(layer, "output_padding", None) is None)
 
 
-def _finish(layer, outputs):
-    if layer.use_bias:
-        outputs = keras.ops.add(outputs, keras.ops.reshape(layer.bias, (1, 1, 1, layer.filters)))
-    return layer.activation(outputs) if layer.activation is not None else outputs
+class _ByTaps:
+    """What both layers share: Keras' own call unless `_by_taps`; else `_sums` (a function of
+    the input, the kernel and the stride), then the bias and the activation as Keras adds them."""
+
+    def call(self, inputs):
+        if not _by_taps(self):
+            return super().call(inputs)
+        kernel = keras.ops.cast(self.kernel, inputs.dtype)
+        outputs = self._sums(inputs, kernel, self.strides[0])
+        if self.use_bias:
+            outputs = keras.ops.add(outputs, keras.ops.reshape(self.bias, (1, 1, 1, self.filters)))
+        return self.activation(outputs) if self.activation is not None else outputs
 
 
-class Conv2D(keras.layers.Conv2D):
+class Conv2D(_ByTaps, keras.layers.Conv2D):
     """Keras' Conv2D; on JAX, where `_by_taps`, one matrix product (the module's docstring).
     Same name, weights and outputs (to rounding)."""
 
-    def call(self, inputs):
-        if not _by_taps(self):
-            return super().call(inputs)
-        kernel = keras.ops.cast(self.kernel, inputs.dtype)
-        return _finish(self, conv_by_columns(inputs, kernel, self.strides[0]))
+    _sums = staticmethod(conv_by_columns)
 
 
-class Conv2DTranspose(keras.layers.Conv2DTranspose):
+class Conv2DTranspose(_ByTaps, keras.layers.Conv2DTranspose):
     """Keras' Conv2DTranspose; on JAX, where `_by_taps`, computed tap by tap (the module's
     docstring). Same name, weights and outputs (to rounding)."""
 
-    def call(self, inputs):
-        if not _by_taps(self):
-            return super().call(inputs)
-        kernel = keras.ops.cast(self.kernel, inputs.dtype)
-        return _finish(self, conv_transpose_by_taps(inputs, kernel, self.strides[0]))
+    _sums = staticmethod(conv_transpose_by_taps)
