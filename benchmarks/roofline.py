@@ -35,11 +35,19 @@ trainer runs its step):
     for comparison, in batches of 100, 200, 500, 1000 and 2000, by `predict` (the script's way
     before) and by one compiled call per batch; and each of the decoder's layers alone, at
     batches of 1000 (where a call's fixed cost is small beside its work), and their sum.
+  - with `--torch-compile` (and `--backend torch`): each script's model with Keras'
+    `jit_compile=True`, which on PyTorch wraps the step in torch.compile (TorchInductor),
+    against the same model eager, one epoch of each in turn for three rounds: the compiled
+    model's first epoch (tracing and compiling), the best seconds per step of each, the graphs
+    compiled and torch.compile's graph breaks with the most frequent reason; then the same with
+    Keras' random draws replaced by torch's global generator (`torch_global_draws`), to show what
+    Keras' own draws, which torch.compile cannot trace, cost it. Compiling errors are printed,
+    not raised.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
     vae=... vmf=... gs_train=... gs_nll=... nice=...
 the fractions, and the backend's matrix-product rate beside it.
 Usage: python benchmarks/roofline.py [--backend tensorflow|jax|torch] [--images 60000]
-                                     [--scripts vae vmf gs nice]
+                                     [--scripts vae vmf gs nice] [--torch-compile]
 """
 import argparse
 import os
@@ -327,6 +335,83 @@ def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     return {key: min(values) for key, values in times.items()}
 
 
+def torch_global_draws():
+    """Keras' PyTorch random draws (normal, uniform, randint) replaced by torch's global
+    generator: a different stream of noise, but one torch.compile can trace, where Keras' own
+    draws seed a `torch.Generator` in a function torch.compile must skip. Returns the undo."""
+    import torch
+    from keras.src.backend.torch import random as torch_random
+    from keras.src.backend.torch.core import to_torch_dtype
+
+    def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+        return torch.randn(tuple(shape), dtype=to_torch_dtype(dtype or "float32")) * stddev + mean
+
+    def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+        u = torch.rand(tuple(shape), dtype=to_torch_dtype(dtype or "float32"))
+        return u * (maxval - minval) + minval
+
+    def randint(shape, minval, maxval, dtype="int32", seed=None):
+        return torch.randint(minval, maxval, tuple(shape), dtype=to_torch_dtype(dtype))
+
+    saved = {k: getattr(torch_random, k) for k in ("normal", "uniform", "randint")}
+    torch_random.normal, torch_random.uniform, torch_random.randint = normal, uniform, randint
+    return lambda: [setattr(torch_random, k, f) for k, f in saved.items()]
+
+
+def torch_compile_times(name, module, cfg, x, y, rounds=3, global_draws=False):
+    """PyTorch only: the script's model with Keras' `jit_compile=True` (torch.compile of its step,
+    TorchInductor) against the same model eager, one epoch of each in turn per round; with
+    `global_draws`, both with `torch_global_draws` in place of Keras' random draws. Returns
+    {"first": seconds of the compiled model's first epoch (tracing and compiling included),
+    "compiled"/"eager": best seconds per step over the later epochs, "graphs": graphs compiled,
+    "breaks": {reason: count} of torch.compile's graph breaks}; or {"error": the first line of
+    what compiling raised}."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    undo = torch_global_draws() if global_draws else (lambda: None)
+    batches, order = run.epoch_batches(x, y, cfg.batch_size, seed=0)
+    steps = len(x) // cfg.batch_size
+    models, timer = {}, EpochTimer()
+    for how in ("eager", "compiled"):
+        keras.utils.set_random_seed(0)
+        models[how] = module.build_models(cfg)[0]
+    models["compiled"].compile(optimizer=models["compiled"].optimizer,
+                               loss=models["compiled"].loss, jit_compile=True)
+    out = {"eager": [], "compiled": []}
+    try:
+        for r in range(rounds + 1):
+            for how, model in models.items():
+                tau = [SCRIPTS["gs"].TauAnnealing(model.get_layer("z"))] if name == "gs" else []
+                model.fit(batches, epochs=1, verbose=0,
+                          callbacks=(tau if r == 0 else []) + [order, timer])
+                if r == 0 and how == "compiled":
+                    out["first"] = timer.times[-1]
+                elif r > 0:
+                    out[how].append(timer.times[-1] / steps)
+    except Exception as e:  # what torch.compile raised, to report, not to hide
+        return {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"}
+    finally:
+        undo()
+    return {**{k: min(v) if isinstance(v, list) else v for k, v in out.items()},
+            "graphs": counters["stats"]["unique_graphs"], "breaks": dict(counters["graph_break"])}
+
+
+def torch_compile_line(t, what=""):
+    head = f"with torch.compile (Keras' jit_compile=True{what})"
+    if "error" in t:
+        return f"{head}: compiling failed: {t['error']}"
+    reasons = sorted(t["breaks"].items(), key=lambda kv: -kv[1])
+    first = reasons[0][0].splitlines()[0][:120] if reasons else ""
+    return (f"{head}: first epoch {t['first']:.1f} s "
+            f"(tracing and compiling), then {t['compiled'] * 1e3:.2f} ms a step against "
+            f"{t['eager'] * 1e3:.2f} eager (alternating epochs): {t['eager'] / t['compiled']:.2f}x; "
+            f"{t['graphs']} graphs compiled, {sum(t['breaks'].values())} graph breaks"
+            + (f" ({len(reasons)} reasons; the most frequent: {first})" if reasons else ""))
+
+
 def alternating(parts, rounds, repeats):
     """{name: best seconds} of each callable in `parts`, timed in turn (best of `repeats`) in
     each of `rounds` rounds, so that a slow spell of a shared machine slows them alike."""
@@ -462,7 +547,12 @@ def main():
     parser.add_argument("--scripts", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
     parser.add_argument("--backend", choices=BACKENDS, default="tensorflow",
                         help="the Keras backend to measure (default: tensorflow)")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="with --backend torch: also each script with Keras' jit_compile=True "
+                             "(torch.compile of the step) against eager, and its graph breaks")
     args = parser.parse_args()
+    if args.torch_compile and BACKEND != "torch":
+        parser.error("--torch-compile needs --backend torch")
     if not 1000 <= args.images <= 60_000:
         parser.error("--images must be between 1000 and 60000")
     print(f"machine: {run.machine()}; backend: {BACKEND}", flush=True)
@@ -498,6 +588,11 @@ def main():
                  f". Its Dense products alone, in one compiled function at the step's shapes: "
                  f"{products_s * 1e3:.2f} ms ({flops / products_s / rate:.2f} of the rate)"),
               flush=True)
+        if args.torch_compile:
+            for global_draws, what in ((False, ""), (True, ", Keras' random draws replaced by "
+                                                      "torch's global generator")):
+                t = torch_compile_times(name, module, cfg, x, y, global_draws=global_draws)
+                print(f"{name} {torch_compile_line(t, what)}", flush=True)
         if name == "gs":
             conv = conv_gradient_times(module, cfg, model, x)
             print(f"gs gradients alone with the decoder's transposed convolutions as the script "

@@ -69,3 +69,40 @@ def test_the_step_parts_train_as_keras_does(roofline):
     if keras.backend.backend() != "jax":
         for a, b in zip(reference.trainable_variables, after):
             np.testing.assert_allclose(keras.ops.convert_to_numpy(a), b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_torch_compile_line_gives_the_failure_or_the_speed_up(roofline):
+    failed = roofline.torch_compile_line({"error": "InductorError: LoweringException"})
+    assert failed.endswith("compiling failed: InductorError: LoweringException")
+    line = roofline.torch_compile_line({"first": 30.0, "compiled": 0.005, "eager": 0.010,
+                                        "graphs": 3, "breaks": {"skipped\nmore": 2, "other": 1}},
+                                       ", with a note")
+    assert "jit_compile=True, with a note): first epoch 30.0 s" in line
+    assert "5.00 ms a step against 10.00 eager (alternating epochs): 2.00x" in line
+    assert line.endswith("3 graphs compiled, 3 graph breaks (2 reasons; the most frequent: skipped)")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's random draws")
+def test_torch_global_draws_replace_keras_draws_until_undone(roofline):
+    """On PyTorch: with `torch_global_draws`, Keras' normal, uniform and randint come from
+    torch's global generator (whatever their seed) with the asked shape, dtype and range; the
+    undo puts Keras' own back."""
+    import torch
+    from keras.src.backend.torch import random as torch_random
+
+    own = (torch_random.normal, torch_random.uniform, torch_random.randint)
+    undo = roofline.torch_global_draws()
+    try:
+        draws = []
+        for seed in (1, 2):
+            torch.manual_seed(0)
+            draws.append(keras.random.normal((4000,), seed=keras.random.SeedGenerator(seed)))
+        assert torch.equal(*draws)
+        assert abs(float(draws[0].mean())) < 0.1 and abs(float(draws[0].std()) - 1) < 0.1
+        u = keras.random.uniform((4000,), 2.0, 3.0, dtype="float64", seed=1)
+        assert u.dtype == torch.float64 and 2 <= float(u.min()) and float(u.max()) < 3
+        i = keras.random.randint((4000,), 0, 5, dtype="int32", seed=1)
+        assert i.dtype == torch.int32 and set(i.tolist()) == set(range(5))
+    finally:
+        undo()
+    assert (torch_random.normal, torch_random.uniform, torch_random.randint) == own
