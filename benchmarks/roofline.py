@@ -358,6 +358,17 @@ def torch_global_draws():
     return lambda: [setattr(torch_random, k, f) for k, f in saved.items()]
 
 
+def compile_error(e):
+    """One line for what compiling raised: its type and, where it wraps another (Inductor's
+    BackendCompilerFailed does), the innermost one's type and first line."""
+    root = e
+    while root.__cause__ is not None or getattr(root, "inner_exception", None) is not None:
+        root = root.__cause__ or root.inner_exception
+    first = next((line for line in str(root).splitlines() if line.strip()), "")[:200]
+    return f"{type(e).__name__}" + (f" from {type(root).__name__}" if root is not e else "") + (
+        f": {first.strip()}" if first else "")
+
+
 def torch_compile_times(name, module, cfg, x, y, rounds=3, global_draws=False):
     """PyTorch only: the script's model with Keras' `jit_compile=True` (torch.compile of its step,
     TorchInductor) against the same model eager, one epoch of each in turn per round; with
@@ -392,7 +403,7 @@ def torch_compile_times(name, module, cfg, x, y, rounds=3, global_draws=False):
                 elif r > 0:
                     out[how].append(timer.times[-1] / steps)
     except Exception as e:  # what torch.compile raised, to report, not to hide
-        return {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"}
+        return {"error": compile_error(e)}
     finally:
         undo()
     return {**{k: min(v) if isinstance(v, list) else v for k, v in out.items()},

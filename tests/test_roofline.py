@@ -106,3 +106,14 @@ def test_torch_global_draws_replace_keras_draws_until_undone(roofline):
     finally:
         undo()
     assert (torch_random.normal, torch_random.uniform, torch_random.randint) == own
+
+
+def test_a_compile_error_is_named_down_to_the_error_it_wraps(roofline):
+    try:
+        try:
+            raise ValueError("\nInvalid ranges [0:-1]\nmore")
+        except ValueError as inner:
+            raise RuntimeError("backend='inductor' raised:") from inner
+    except RuntimeError as e:
+        assert roofline.compile_error(e) == "RuntimeError from ValueError: Invalid ranges [0:-1]"
+    assert roofline.compile_error(KeyError("k")) == "KeyError: 'k'"
