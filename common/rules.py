@@ -58,9 +58,12 @@ def difference(a, b):
 
     The variance adds the seeds' part, sd_a²/n_a + sd_b²/n_b, and the test images' part,
     se_a² + se_b² (each arm's mean standard error over images). The images' part is taken
-    unpaired: the runs store no per-image values, and for runs scored on the same images this
-    overstates the error, never understates it. The quantile is Student's t at the
-    Welch–Satterthwaite degrees of freedom of the seeds' part (normal if that part is zero).
+    unpaired, because the runs store no per-image values: for runs scored on the same images
+    the paired variance is se_a² + se_b² − 2·cov, so this overstates the error whenever the two
+    runs' per-image values rise and fall together (as two models' likelihoods of the same
+    images can be expected to: an image hard for one is hard for the other; not measured here).
+    The quantile is Student's t at the Welch–Satterthwaite degrees of freedom of the seeds'
+    part (normal if that part is zero).
     """
     if a.n < 2 or b.n < 2:
         raise Missing(f"{MIN_SEEDS} seeds of both arms ({a.label}: {a.n}, {b.label}: {b.n})")
