@@ -260,7 +260,8 @@ def jax_step_parts(model, x, y):
 
     # copies: the timed fits between the rounds donate the variables' buffers
     values = lambda vs: [jax.numpy.array(v.value, copy=True) for v in vs]  # noqa: E731
-    trainable, non_trainable = values(model.trainable_variables), values(model.non_trainable_variables)
+    trainable = values(model.trainable_variables)
+    non_trainable = values(model.non_trainable_variables)
     metrics, optimizer = values(model.metrics_variables), values(model.optimizer.variables)
     xb, yb = ops.convert_to_tensor(x), None if y is None else ops.convert_to_tensor(y)
 
@@ -308,6 +309,11 @@ def torch_step_parts(model, x, y):
             "both": lambda: ready(update(gradients()))}
 
 
+def tau_schedule(name, model):
+    """The Gumbel-Softmax script's τ callback for a first fit (none for the other scripts)."""
+    return [SCRIPTS["gs"].TauAnnealing(model.get_layer("z"))] if name == "gs" else []
+
+
 def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     """Best seconds of a training step and of its parts, as a dict: "step" (an epoch by `fit`
     at the script's settings, per step), "matmul" (the reference product), "gradients",
@@ -320,8 +326,7 @@ def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     callbacks = [order, timer]
     # the tau schedule is traced into the step by the first fit; its callback retraces the step
     # whenever a fit begins, so the timed fits go without it
-    tau = [SCRIPTS["gs"].TauAnnealing(model.get_layer("z"))] if name == "gs" else []
-    model.fit(batches, epochs=1, verbose=0, callbacks=tau + callbacks)
+    model.fit(batches, epochs=1, verbose=0, callbacks=tau_schedule(name, model) + callbacks)
     parts = {"matmul": matmul(), **step_parts(model, x, y, batch_size)}
     products = dense_products(model, batch_size)
     if products is not None:
@@ -375,8 +380,8 @@ def torch_compile_times(name, module, cfg, x, y, rounds=3, global_draws=False):
     `global_draws`, both with `torch_global_draws` in place of Keras' random draws. Returns
     {"first": seconds of the compiled model's first epoch (tracing and compiling included),
     "compiled"/"eager": best seconds per step over the later epochs, "graphs": graphs compiled,
-    "breaks": {reason: count} of torch.compile's graph breaks}; or {"error": the first line of
-    what compiling raised}."""
+    "breaks": {reason: count} of torch.compile's graph breaks}; or {"error": what compiling
+    raised, as `compile_error` names it}."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
@@ -395,9 +400,8 @@ def torch_compile_times(name, module, cfg, x, y, rounds=3, global_draws=False):
     try:
         for r in range(rounds + 1):
             for how, model in models.items():
-                tau = [SCRIPTS["gs"].TauAnnealing(model.get_layer("z"))] if name == "gs" else []
-                model.fit(batches, epochs=1, verbose=0,
-                          callbacks=(tau if r == 0 else []) + [order, timer])
+                first = tau_schedule(name, model) if r == 0 else []
+                model.fit(batches, epochs=1, verbose=0, callbacks=first + [order, timer])
                 if r == 0 and how == "compiled":
                     out["first"] = timer.times[-1]
                 elif r > 0:
@@ -418,7 +422,8 @@ def torch_compile_line(t, what=""):
     first = reasons[0][0].splitlines()[0][:120] if reasons else ""
     return (f"{head}: first epoch {t['first']:.1f} s "
             f"(tracing and compiling), then {t['compiled'] * 1e3:.2f} ms a step against "
-            f"{t['eager'] * 1e3:.2f} eager (alternating epochs): {t['eager'] / t['compiled']:.2f}x; "
+            f"{t['eager'] * 1e3:.2f} eager (alternating epochs): "
+            f"{t['eager'] / t['compiled']:.2f}x; "
             f"{t['graphs']} graphs compiled, {sum(t['breaks'].values())} graph breaks"
             + (f" ({len(reasons)} reasons; the most frequent: {first})" if reasons else ""))
 
@@ -609,9 +614,11 @@ def main():
             print(f"gs gradients alone with the decoder's transposed convolutions as the script "
                   f"has them (common/kernels.py) {conv['script'] * 1e3:.2f} ms, with Keras' own "
                   f"Conv2DTranspose {conv['keras'] * 1e3:.2f} ms", flush=True)
-            print("    each convolution alone, forward and gradients at the training batch: " + "; ".join(
+            alone = "; ".join(
                 f"{name} " + ", ".join(f"{k} {ms:.2f} ms" for k, ms in t.items())
-                for name, t in convolution_gradient_times(model, cfg.batch_size)), flush=True)
+                for name, t in convolution_gradient_times(model, cfg.batch_size))
+            print("    each convolution alone, forward and gradients at the training batch: "
+                  + alone, flush=True)
             decoder = module.build_models(cfg)[2]
             classes_shape = (cfg.num_latents, cfg.classes_per_latent)
             product, decodes = matmul(), []

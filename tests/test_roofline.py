@@ -79,7 +79,8 @@ def test_the_torch_compile_line_gives_the_failure_or_the_speed_up(roofline):
                                        ", with a note")
     assert "jit_compile=True, with a note): first epoch 30.0 s" in line
     assert "5.00 ms a step against 10.00 eager (alternating epochs): 2.00x" in line
-    assert line.endswith("3 graphs compiled, 3 graph breaks (2 reasons; the most frequent: skipped)")
+    assert line.endswith("3 graphs compiled, 3 graph breaks "
+                         "(2 reasons; the most frequent: skipped)")
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's random draws")
