@@ -396,21 +396,21 @@ def torch_compile_times(name, module, cfg, x, y, rounds=3, global_draws=False):
         models[how] = module.build_models(cfg)[0]
     models["compiled"].compile(optimizer=models["compiled"].optimizer,
                                loss=models["compiled"].loss, jit_compile=True)
-    out = {"eager": [], "compiled": []}
+    per_step = {how: [] for how in models}
     try:
         for r in range(rounds + 1):
             for how, model in models.items():
-                first = tau_schedule(name, model) if r == 0 else []
-                model.fit(batches, epochs=1, verbose=0, callbacks=first + [order, timer])
-                if r == 0 and how == "compiled":
-                    out["first"] = timer.times[-1]
-                elif r > 0:
-                    out[how].append(timer.times[-1] / steps)
+                tau = tau_schedule(name, model) if r == 0 else []
+                model.fit(batches, epochs=1, verbose=0, callbacks=tau + [order, timer])
+                if r > 0:
+                    per_step[how].append(timer.times[-1] / steps)
+                elif how == "compiled":
+                    first = timer.times[-1]
     except Exception as e:  # what torch.compile raised, to report, not to hide
         return {"error": compile_error(e)}
     finally:
         undo()
-    return {**{k: min(v) if isinstance(v, list) else v for k, v in out.items()},
+    return {"first": first, **{how: min(v) for how, v in per_step.items()},
             "graphs": counters["stats"]["unique_graphs"], "breaks": dict(counters["graph_break"])}
 
 
@@ -502,7 +502,7 @@ def convolution_gradient_times(model, batch, rounds=3, repeats=5):
         if not isinstance(layer, CONVOLUTIONS):
             continue
         x = np.random.default_rng(0).standard_normal((batch, *layer.input.shape[1:]), "float32")
-        base = next(c for c in CONVOLUTIONS[::-1] if isinstance(layer, c))
+        base = next(c for c in CONVOLUTIONS if isinstance(layer, c))
         stock = base.from_config(layer.get_config())
         stock.build(layer.input.shape)
         stock.set_weights(layer.get_weights())
