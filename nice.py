@@ -11,8 +11,8 @@ Usage:
     python nice.py --noise 0   # the blog's noiseless variant
     python nice.py --help      # every setting
 Writes results/nice/: samples.png (std 0.75), samples_std1.png, interpolations.png, scale.png
-(the learned exp(-s) per pixel), loss.png, metrics.json, history.csv, config.json and the
-weights of the best validation epoch (run times and results, and how they compare with the
+(the learned exp(-s) per pixel), loss.png, metrics.json, test_iw_nll_per_image.npy (each test
+image's importance-weighted bound), history.csv, config.json and the weights of the best validation epoch (run times and results, and how they compare with the
 blog's: the README).
 
 The loss, as the blog computes it, is the density at the test images' pixel values x / 255
@@ -50,6 +50,7 @@ NOISE_KINDS = ("negative", "positive", "centred", "gaussian")
 LEVELS = 255  # pixel values k = 0..255 are the points k / 255: bins of width 1 / 255
 # where the bin of pixel k lies: [k + offset, k + offset + 1) / 255; the plain bound uses "above"
 BIN_OFFSETS = {"above": 0.0, "centred": -0.5, "below": -1.0}
+PER_IMAGE = "test_iw_nll_per_image.npy"  # each test image's IW bound, a column per placement
 SWEEP_STDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0, 1.1)  # sampling stds scored against the test set
 STEPS_PER_EXECUTION = 20  # training steps per compiled call (TensorFlow and JAX)
 
@@ -386,7 +387,8 @@ def iw_dequantised_nll(neg_log_density_fn, pixels, levels, draws, rng, offsets=B
     density's mass on the bins [k + offset, k + offset + 1) / levels. Returns {placement:
     {"nll": mean over images at K = draws, "mc_se": its Monte Carlo error over the draws (delta
     method), "image_se": the standard error over the images, "by_draws": {K: mean} for K = 1,
-    2, 4, ... up to draws, from the same draws}}.
+    2, 4, ... up to draws, from the same draws}}, and {placement: each image's bound at K =
+    draws} (what pairs two runs' difference over the same images).
     """
     pixels = np.asarray(pixels, np.float64)
     n, dim = pixels.shape
@@ -396,7 +398,7 @@ def iw_dequantised_nll(neg_log_density_fn, pixels, levels, draws, rng, offsets=B
         for name, offset in offsets.items():
             log_p[name][d] = -neg_log_density_fn(((pixels + offset + u) / levels).astype("float32"))
     counts = sorted({*(2 ** i for i in range(int(math.log2(draws)) + 1)), draws})
-    out = {}
+    out, images = {}, {}
     for name, lp in log_p.items():
         def bound(k):
             top = lp[:k].max(0)
@@ -408,7 +410,8 @@ def iw_dequantised_nll(neg_log_density_fn, pixels, levels, draws, rng, offsets=B
         out[name] = {"nll": float(per_image.mean()), "mc_se": float(np.sqrt(mc_var.sum()) / n),
                      "image_se": evaluation.standard_error(per_image),
                      "by_draws": {str(k): float(bound(k).mean()) for k in counts}}
-    return out
+        images[name] = per_image
+    return out, images
 
 
 def frechet_distance(a, b):
@@ -437,9 +440,11 @@ def std_sweep(generator, x_test, rng, stds=SWEEP_STDS, n=10000):
     return {"sample_fd_by_std": fd, "sample_fd_best_std": float(min(fd, key=fd.get))}
 
 
-def test_metrics(encoder, x_test, test_loss, cfg, rng):
+def test_metrics(encoder, x_test, test_loss, cfg, rng, stage):
     """-log p at x / 255 (the blog's test loss + 720.448), and the dequantised NLL (nats) and
-    bits/dim, which bound the test images' discrete NLL."""
+    bits/dim, which bound the test images' discrete NLL; each image's importance-weighted bound
+    goes to stage/PER_IMAGE (float32, one column per placement, in the order metrics.json
+    names), so that two runs' difference can be paired over the same images."""
     dim = x_test.shape[1]
     pixels = np.rint(x_test.astype(np.float64) * LEVELS)
     bound, se = dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
@@ -454,11 +459,13 @@ def test_metrics(encoder, x_test, test_loss, cfg, rng):
                "dequantisation_draws": cfg.dequantisation_draws}
     if cfg.iw_draws:
         print(f"importance-weighted bound: {cfg.iw_draws} draws x {len(BIN_OFFSETS)} bin placements")
-        iw = iw_dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
-                                cfg.iw_draws, rng)
+        iw, images = iw_dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
+                                        cfg.iw_draws, rng)
+        np.save(stage / PER_IMAGE, np.stack([images[p] for p in iw], 1).astype(np.float32))
         metrics.update({"iw_draws": cfg.iw_draws, "test_iw_nll": iw["above"]["nll"],
                         "test_iw_bits_per_dim": iw["above"]["nll"] / bits,
-                        "test_iw_nll_by_bins": iw})
+                        "test_iw_nll_by_bins": iw,
+                        "test_iw_nll_per_image": {"file": PER_IMAGE, "columns": list(iw)}})
     return metrics
 
 
@@ -537,7 +544,7 @@ def main(argv=None, callbacks=()):
         metrics = {
             **run.history_summary(history),
             "test_loss": test_loss,
-            **test_metrics(encoder, x_test, test_loss, cfg, rng),
+            **test_metrics(encoder, x_test, test_loss, cfg, rng, stage),
             **{f"sample_{k}": v for k, v in samples[cfg.sample_std].items()},
             **{f"sample_std1_{k}": v for k, v in samples[1.0].items()},
             **scale_metrics(encoder, x_train, stage),

@@ -221,7 +221,7 @@ def test_importance_weighted_bound_tends_to_the_exact_discrete_nll():
 
     pixels = np.array([(a, b, c) for a in range(levels + 1) for b in range(levels + 1)
                        for c in range(levels + 1)], np.float64)
-    iw = nice.iw_dequantised_nll(nld, pixels, levels, 4096, np.random.default_rng(3))
+    iw, images = nice.iw_dequantised_nll(nld, pixels, levels, 4096, np.random.default_rng(3))
     for name, offset in nice.BIN_OFFSETS.items():
         lo, hi = (pixels + offset) / levels, (pixels + offset + 1) / levels
         exact = -np.sum(np.log(norm.cdf(hi, mu, sd) - norm.cdf(lo, mu, sd)), axis=1).mean()
@@ -230,6 +230,9 @@ def test_importance_weighted_bound_tends_to_the_exact_discrete_nll():
         assert got["by_draws"]["1"] > exact + 0.05  # the plain bound, visibly above
         assert abs(got["nll"] - exact) < 4 * got["mc_se"] + 1e-3, name
         assert got["by_draws"]["1"] > got["by_draws"]["64"] > got["nll"] - 4 * got["mc_se"]
+        assert images[name].shape == (len(pixels),)
+        assert images[name].mean() == pytest.approx(got["nll"], abs=1e-9)
+        assert images[name].std(ddof=1) / len(pixels) ** 0.5 == pytest.approx(got["image_se"])
     # the placements differ: the bound names which discrete likelihood it bounds
     assert abs(iw["above"]["nll"] - iw["below"]["nll"]) > 0.1
 
@@ -302,6 +305,11 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
         "above", "centred", "below"}
     assert metrics["test_iw_nll"] == metrics["test_iw_nll_by_bins"]["above"]["nll"]
     assert list(metrics["test_iw_nll_by_bins"]["below"]["by_draws"]) == ["1", "2", "4"]
+    per_image = np.load(out / metrics["test_iw_nll_per_image"]["file"])
+    assert per_image.shape == (10000, 3) and per_image.dtype == np.float32
+    for column, placement in enumerate(metrics["test_iw_nll_per_image"]["columns"]):
+        assert per_image[:, column].mean() == pytest.approx(
+            metrics["test_iw_nll_by_bins"][placement]["nll"], rel=1e-6)
     assert metrics["sample_fd_best_std"] in nice.SWEEP_STDS
     for key in ("sample_below_zero", "sample_above_one", "sample_std1_below_zero"):
         assert 0 <= metrics[key] <= 1
