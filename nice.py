@@ -11,8 +11,8 @@ Usage:
     python nice.py --noise 0   # the blog's noiseless variant
     python nice.py --help      # every setting
 Writes results/nice/: samples.png (std 0.75), samples_std1.png, interpolations.png, scale.png
-(the learned exp(-s) per pixel), loss.png, metrics.json, test_iw_nll_per_image.npy (each test
-image's importance-weighted bound), history.csv, config.json and the weights of the best validation epoch (run times and results, and how they compare with the
+(the learned exp(-s) per pixel), loss.png, metrics.json, test_per_image.npy (each test image's
+-log p and importance-weighted bounds), history.csv, config.json and the weights of the best validation epoch (run times and results, and how they compare with the
 blog's: the README).
 
 The loss, as the blog computes it, is the density at the test images' pixel values x / 255
@@ -50,7 +50,7 @@ NOISE_KINDS = ("negative", "positive", "centred", "gaussian")
 LEVELS = 255  # pixel values k = 0..255 are the points k / 255: bins of width 1 / 255
 # where the bin of pixel k lies: [k + offset, k + offset + 1) / 255; the plain bound uses "above"
 BIN_OFFSETS = {"above": 0.0, "centred": -0.5, "below": -1.0}
-PER_IMAGE = "test_iw_nll_per_image.npy"  # each test image's IW bound, a column per placement
+PER_IMAGE = "test_per_image.npy"  # each test image's -log p at x / 255 and IW bound per placement
 SWEEP_STDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0, 1.1)  # sampling stds scored against the test set
 STEPS_PER_EXECUTION = 20  # training steps per compiled call (TensorFlow and JAX)
 
@@ -442,9 +442,10 @@ def std_sweep(generator, x_test, rng, stds=SWEEP_STDS, n=10000):
 
 def test_metrics(encoder, x_test, test_loss, cfg, rng, stage):
     """-log p at x / 255 (the blog's test loss + 720.448), and the dequantised NLL (nats) and
-    bits/dim, which bound the test images' discrete NLL; each image's importance-weighted bound
-    goes to stage/PER_IMAGE (float32, one column per placement, in the order metrics.json
-    names), so that two runs' difference can be paired over the same images."""
+    bits/dim, which bound the test images' discrete NLL. Each image's -log p at x / 255 and
+    importance-weighted bounds go to stage/PER_IMAGE (float32, a column each, in the order
+    metrics.json's `test_per_image` names), so that two runs' differences can be paired over
+    the same images."""
     dim = x_test.shape[1]
     pixels = np.rint(x_test.astype(np.float64) * LEVELS)
     bound, se = dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
@@ -457,15 +458,17 @@ def test_metrics(encoder, x_test, test_loss, cfg, rng, stage):
                "test_dequantised_bits_per_dim": float(bound.mean() / bits),
                "test_dequantised_bits_per_dim_mc_se": se / bits,
                "dequantisation_draws": cfg.dequantisation_draws}
+    columns = {"neg_log_density": neg_log_density(encoder, x_test)}
     if cfg.iw_draws:
         print(f"importance-weighted bound: {cfg.iw_draws} draws x {len(BIN_OFFSETS)} bin placements")
         iw, images = iw_dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
                                         cfg.iw_draws, rng)
-        np.save(stage / PER_IMAGE, np.stack([images[p] for p in iw], 1).astype(np.float32))
+        columns.update({f"iw_nll_{p}": v for p, v in images.items()})
         metrics.update({"iw_draws": cfg.iw_draws, "test_iw_nll": iw["above"]["nll"],
                         "test_iw_bits_per_dim": iw["above"]["nll"] / bits,
-                        "test_iw_nll_by_bins": iw,
-                        "test_iw_nll_per_image": {"file": PER_IMAGE, "columns": list(iw)}})
+                        "test_iw_nll_by_bins": iw})
+    np.save(stage / PER_IMAGE, np.stack(list(columns.values()), 1).astype(np.float32))
+    metrics["test_per_image"] = {"file": PER_IMAGE, "columns": list(columns)}
     return metrics
 
 
