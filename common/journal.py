@@ -272,10 +272,12 @@ def verify_published(out, names):
     return manifest
 
 
-def read_published(out, name):
-    """The text of `name` in `out`, checked against the folder's manifest (`verify_published`)."""
+def read_published(out, name, binary=False):
+    """The text (or with `binary`, the bytes) of `name` in `out`, checked against the folder's
+    manifest (`verify_published`)."""
     verify_published(out, [name])
-    return (Path(out) / name).read_text()
+    path = Path(out) / name
+    return path.read_bytes() if binary else path.read_text()
 
 
 def check_published(out, names):

@@ -5,8 +5,9 @@ other side of the rule beyond its uncertainty); inconclusive (the uncertainty co
 sides); mixed (the parts of a claim, or the two metrics that judge it, disagree). Each rule's
 docstring says what result gives each verdict. Where a verdict rests on a difference between
 runs, each arm needs at least MIN_SEEDS seeds; the uncertainty of a difference combines the
-seeds' spread and the test images' sampling error (`difference`). Standard library only (SciPy
-for Student's t).
+seeds' spread and the test images' sampling error (`difference`), paired over the images where
+both arms store each image's value. Standard library only (SciPy for Student's t, NumPy for the
+per-image values).
 """
 import math
 import statistics
@@ -25,11 +26,14 @@ class Missing(Exception):
 
 class Arm:
     """One arm of a comparison: a value per seed and, where each value is estimated on a sample
-    of test images, its standard error over those images (`image_se`, one per seed)."""
+    of test images, its standard error over those images (`image_se`, one per seed) and, where
+    the runs store them, each image's value (`per_image`, an array per seed, the images in the
+    same order in every arm)."""
 
-    def __init__(self, label, values, image_se=None):
+    def __init__(self, label, values, image_se=None, per_image=None):
         self.label, self.values = label, [float(v) for v in values]
         self.image_se = statistics.mean(image_se) if image_se else 0.0
+        self.per_image = per_image
 
     @property
     def n(self):
@@ -53,24 +57,47 @@ def t_quantile(df):
     return float(stats.t.ppf(0.975, df)) if math.isfinite(df) else 1.959964
 
 
+def paired(a, b):
+    """Whether both arms store each test image's value, so `difference` pairs them."""
+    return a.per_image is not None and b.per_image is not None
+
+
+def images_variance(a, b):
+    """The test images' part of the variance of mean(b) − mean(a).
+
+    Paired (`paired`): var_i(f_b(i) − f_a(i)) / N, f(i) being image i's value averaged over
+    an arm's seeds; the images are the same draw from the test distribution for both arms, so
+    what one image adds to both cancels. Otherwise unpaired, se_a² + se_b² (each arm's mean
+    standard error over images): for runs scored on the same images the paired variance is
+    se_a² + se_b² − 2·cov, so the unpaired one overstates it when the two runs' per-image values
+    rise and fall together (NICE's runs do: the noise row prints how closely) and understates it
+    when they move oppositely.
+    """
+    if not paired(a, b):
+        return a.image_se ** 2 + b.image_se ** 2
+    import numpy as np
+
+    fa, fb = np.mean(a.per_image, 0), np.mean(b.per_image, 0)
+    if fa.shape != fb.shape:
+        raise ValueError(f"{a.label} and {b.label} are scored on different images "
+                         f"({fa.size} and {fb.size})")
+    return float(np.var(fb.astype(np.float64) - fa, ddof=1) / fa.size)
+
+
 def difference(a, b):
     """(d, h): d = mean(b) − mean(a), h the half-width of its 95% interval.
 
-    The variance adds the seeds' part, sd_a²/n_a + sd_b²/n_b, and the test images' part,
-    se_a² + se_b² (each arm's mean standard error over images). The images' part is taken
-    unpaired, because the runs store no per-image values: for runs scored on the same images
-    the paired variance is se_a² + se_b² − 2·cov, so this overstates the error whenever the two
-    runs' per-image values rise and fall together (as two models' likelihoods of the same
-    images can be expected to: an image hard for one is hard for the other; not measured here).
-    The quantile is Student's t at the Welch–Satterthwaite degrees of freedom of the seeds'
-    part (normal if that part is zero).
+    The variance adds the seeds' part, sd_a²/n_a + sd_b²/n_b, and the test images' part
+    (`images_variance`: paired where both arms store per-image values, else unpaired). The
+    quantile is Student's t at the Welch–Satterthwaite degrees of freedom of the seeds' part
+    (normal if that part is zero).
     """
     if a.n < 2 or b.n < 2:
         raise Missing(f"{MIN_SEEDS} seeds of both arms ({a.label}: {a.n}, {b.label}: {b.n})")
     va, vb = a.sd ** 2 / a.n, b.sd ** 2 / b.n
     seeds = va + vb
     df = seeds ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1)) if seeds > 0 else math.inf
-    return b.mean - a.mean, t_quantile(df) * math.sqrt(seeds + a.image_se ** 2 + b.image_se ** 2)
+    return b.mean - a.mean, t_quantile(df) * math.sqrt(seeds + images_variance(a, b))
 
 
 def interval(d, h, digits=1):

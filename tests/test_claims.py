@@ -2,6 +2,7 @@
 committed runs, and the tables built without Keras. (The rules alone: test_rules.py.)"""
 import json
 import re
+import zlib
 
 import pytest
 
@@ -87,13 +88,13 @@ def test_holes_row(repo, ae, expected):
     assert verdict(line) == expected and "](claims/vae_no_kl/vae_keras/latent_scatter.png)" in line
 
 
-def nice_study(repo, folder, best, bound, iw=None):
+def nice_study(repo, folder, best, bound, iw=None, image_se=3.8):
     """A 10-epoch NICE study: each seed's history ends at `best`, its bound `bound`, and, given
     `iw` ({placement: a value per seed}), the importance-weighted bound at each placement."""
     extra = {}
     if iw is not None:
         extra["test_iw_nll_by_bins"] = [
-            {p: {"nll": v[seed], "mc_se": 0.003, "image_se": 3.8} for p, v in iw.items()}
+            {p: {"nll": v[seed], "mc_se": 0.003, "image_se": image_se} for p, v in iw.items()}
             for seed in range(len(best))]
     seed_study(repo, folder, [[0.0] * 9 + [b] for b in best], test_dequantised_nll=bound,
                test_dequantised_nll_mc_se=[0.01] * len(bound), **extra)
@@ -122,6 +123,47 @@ def test_noise_row_a_placement_far_apart_is_not_the_same(repo):
         nice_study(repo, folder, [-1880, -1875, -1870], [3199, 3201, 3203],
                    iw([3183, 3185, 3187], offsets=(0.0, 2.0, 100.0)))
     assert verdict(row(flow.noise_same_loss)) == MIXED
+
+
+def store_per_image(repo, folder, loss, iw_by_placement, spread=20.0):
+    """Give each seed of a NICE study a per-image file: 100 test images, each image as hard for
+    every run (a shared offset with sd `spread`), plus a little of the run's own, with means
+    equal to the seed's loss (+ a constant) and bounds."""
+    import numpy as np
+    hard = np.random.default_rng(0).normal(0, spread, 100)
+    hard -= hard.mean()
+    names = ["neg_log_density"] + [f"iw_nll_{p}" for p in iw_by_placement]
+    for seed in range(len(loss)):
+        sub = folder if seed == 0 else f"{folder}/seeds/{seed}"
+        path = repo / "results" / sub
+        own = np.random.default_rng([seed, zlib.crc32(folder.encode())]).normal(
+            0, 0.5, (100, len(names)))
+        own -= own.mean(0)
+        means = [loss[seed] + 720.448] + [v[seed] for v in iw_by_placement.values()]
+        np.save(path / "test_per_image.npy", (hard[:, None] + own + means).astype(np.float32))
+        metrics = json.loads((path / "metrics.json").read_text())
+        metrics["test_per_image"] = {"file": "test_per_image.npy", "columns": names}
+        (path / "metrics.json").write_text(json.dumps(metrics))
+        run.adopt(path, ["metrics.json", "history.csv", "test_per_image.npy"])
+
+
+def test_noise_row_pairs_the_images_where_every_run_stores_them(repo):
+    """The bounds' images error (sd 20 over 100 images: 2.0 a run) crosses the margin's edge
+    unpaired; the runs' per-image values go together, and paired the kinds are the same."""
+    studies = {flow.TEN: ([-1880, -1875, -1870], iw([3184, 3185, 3186], (0.0, 0.0, 0.0))),
+               **{f: ([-1878, -1874, -1871], iw([3209, 3211, 3213], (0.0, 0.0, 0.0)))
+                  for f in flow.NOISE_RUNS.values()}}
+    for folder, (loss, bound) in studies.items():
+        nice_study(repo, folder, loss, [3200, 3201, 3202], bound, image_se=20.0)
+    assert verdict(row(flow.noise_same_loss)) == INCONCLUSIVE
+    for folder, (loss, bound) in studies.items():
+        store_per_image(repo, folder, loss, bound)
+    line = row(flow.noise_same_loss)
+    assert verdict(line) == SUPPORTED, line
+    assert "The loss: paired over the same 100 test images" in line
+    assert "the bound with bins below: paired over the same 100 test images" in line
+    assert re.search(r"standard error over them 0\.0\d to 0\.\d\d nats \(unpaired 28\.3 to 28\.3\)"
+                     r", any two runs' per-image values correlating at r = 0\.99\d to", line)
 
 
 def test_noise_row_holds_kinds_without_the_iw_bound_to_the_earlier_one(repo):

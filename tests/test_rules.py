@@ -3,7 +3,7 @@ every verdict it can give, and what it needs (two seeds a side for a difference)
 import pytest
 
 from common.rules import (INCONCLUSIVE, MIXED, NOT_SUPPORTED, SUPPORTED, Arm, Missing, apart,
-                          combine, each_seed, lower, same)
+                          combine, each_seed, images_variance, lower, paired, same)
 
 pytestmark = pytest.mark.quick
 
@@ -59,3 +59,25 @@ def test_each_seed(values, expected):
                                             ([15, 9e5, 300], INCONCLUSIVE)])
 def test_apart_is_a_rank_rule(high, expected):
     assert apart(Arm("low", [10, 20, 12]), Arm("high", high)) == expected
+
+
+def test_a_paired_images_error_counts_only_what_differs_image_by_image():
+    """Two arms scored on the same images: each image's value varies a lot (a wide unpaired
+    error) but the arms' difference image by image hardly at all. Paired, the difference is
+    clear; unpaired, it is not. Values that move oppositely widen the paired interval."""
+    import numpy as np
+    hard = np.random.default_rng(0).normal(0, 50, 10_000)  # how hard each image is
+    se = float(hard.std(ddof=1) / 100)  # 0.5, the images' standard error of each run's mean
+    per_a = [hard + 100 + v for v in (0.0, 0.1, 0.2)]
+    per_b = [hard + 100.6 + v for v in (0.0, 0.1, 0.2)]
+    a = Arm("a", [p.mean() for p in per_a], [se] * 3)
+    b = Arm("b", [p.mean() for p in per_b], [se] * 3)
+    assert not paired(a, b) and lower(a, b)[1] == INCONCLUSIVE
+    a_p = Arm("a", a.values, [se] * 3, per_a)
+    b_p = Arm("b", b.values, [se] * 3, per_b)
+    assert paired(a_p, b_p) and images_variance(a_p, b_p) < 1e-20
+    assert lower(a_p, b_p)[1] == SUPPORTED
+    opposite = Arm("b", b.values, [se] * 3, [200.6 - p for p in per_a])
+    assert images_variance(a_p, opposite) > images_variance(a, b)
+    with pytest.raises(ValueError, match="different images"):
+        images_variance(a_p, Arm("c", b.values, None, [p[:10] for p in per_b]))

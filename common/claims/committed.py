@@ -34,6 +34,19 @@ class Metrics(dict):
         raise Missing(f"{key} of results/{self.folder}")
 
 
+def per_image(folder, key):
+    """{column: each test image's value} of the file that metrics.json's `key` names ({"file",
+    "columns"}), checked against the run's manifest; Missing for a run from before the file."""
+    import io
+
+    import numpy as np
+
+    where = metrics(folder)[key]
+    data = journal.read_published(REPO / "results" / folder, where["file"], binary=True)
+    table = np.load(io.BytesIO(data), allow_pickle=False)
+    return {c: table[:, i] for i, c in enumerate(where["columns"])}
+
+
 def history(folder):
     path = REPO / "results" / folder / "history.csv"
     if not path.exists():

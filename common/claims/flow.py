@@ -2,10 +2,10 @@
 import math
 
 from common.claims.committed import (
-    FLOW, Claim, arm, best_within, figure, history, metrics, seed_runs, seed_values)
+    FLOW, Claim, arm, best_within, figure, history, metrics, per_image, seed_runs, seed_values)
 from common.rules import (
     INCONCLUSIVE, LOWER_RULE, MIN_SEEDS, NOT_SUPPORTED, SUPPORTED, Arm, Missing, apart, combine,
-    each_seed, judged, lower, mean_sd, num, same, t_quantile)
+    each_seed, images_variance, judged, lower, mean_sd, num, same, t_quantile)
 
 TEN = "claims/nice_10_epochs/nice"  # the blog's settings, 10 epochs
 NOISE_RUNS = {"[0, 0.01]": "claims/nice_positive/nice", "[−0.005, 0.005]":
@@ -29,20 +29,63 @@ def nice_arms(label, folder):
 PLACEMENTS = ("below", "centred", "above")
 
 
+PER_IMAGE = "test_per_image"  # metrics.json's key naming a run's per-image file and columns
+
+
+def images(folders, column):
+    """Each seed's per-image values of `column`, or None if a seed predates the file."""
+    if not all(PER_IMAGE in metrics(f) for f in folders):
+        return None
+    return [per_image(f, PER_IMAGE)[column] for f in folders]
+
+
+def loss_arm(label, folder):
+    """The blog's metric, each seed's best test loss in 10 epochs, with each test image's
+    value at the kept weights where the seeds store them."""
+    return Arm(label, best_within(folder, 10),
+               per_image=images(seed_runs(folder, MIN_SEEDS), "neg_log_density"))
+
+
 def iw_arms(label, folder):
     """{placement: Arm} of the importance-weighted bound (test images' standard error beside
-    each seed's value), or None where a seed predates it; and the largest Monte Carlo error."""
-    runs = [metrics(f) for f in seed_runs(folder, MIN_SEEDS)]
+    each seed's value, and each image's bound where every seed stores it), or None where a
+    seed predates the bound; and the largest Monte Carlo error."""
+    folders = seed_runs(folder, MIN_SEEDS)
+    runs = [metrics(f) for f in folders]
     if any("test_iw_nll_by_bins" not in m for m in runs):
         return None, None
     bins = {p: [m["test_iw_nll_by_bins"][p] for m in runs] for p in PLACEMENTS}
-    return ({p: Arm(label, [b["nll"] for b in v], [b["image_se"] for b in v])
-             for p, v in bins.items()}, max(b["mc_se"] for v in bins.values() for b in v))
+    return ({p: Arm(label, [b["nll"] for b in v], [b["image_se"] for b in v],
+                    images(folders, f"iw_nll_{p}")) for p, v in bins.items()},
+            max(b["mc_se"] for v in bins.values() for b in v))
+
+
+def images_error(ref, others):
+    """How the test images' sampling enters the differences against `ref`: paired, with each
+    difference's standard error over the images and how closely any two runs' per-image values
+    go together; unpaired; or not at all, where the runs store no error over images."""
+    arms = [ref, *others]
+    if not all(a.per_image is not None for a in arms):
+        if not ref.image_se:
+            return "no test images' error (the runs store no per-image values)"
+        return f"the test images' standard error about {num(ref.image_se)}, taken unpaired"
+    import numpy as np
+
+    se = [math.sqrt(images_variance(ref, o)) for o in others]
+    r = np.corrcoef(np.stack([v for a in arms for v in a.per_image]).astype(np.float64))
+    r = r[np.triu_indices(len(r), 1)]
+    unpaired = ""
+    if ref.image_se:
+        pairs = [math.hypot(ref.image_se, o.image_se) for o in others]
+        unpaired = f" (unpaired {num(min(pairs))} to {num(max(pairs))})"
+    return (f"paired over the same {ref.per_image[0].size:,} test images: a difference's "
+            f"standard error over them {num(min(se), 2)} to {num(max(se), 2)} nats{unpaired}, "
+            f"any two runs' per-image values correlating at r = {min(r):.3f} to {max(r):.3f}")
 
 
 def noise_same_loss():
     kinds = {BLOG_NOISE: TEN, **NOISE_RUNS}
-    loss = {k: Arm(k, best_within(f, 10)) for k, f in kinds.items()}
+    loss = {k: loss_arm(k, f) for k, f in kinds.items()}
     iw = {k: iw_arms(k, f) for k, f in kinds.items()}
     if iw[BLOG_NOISE][0] is None:
         raise Missing(f"the importance-weighted bound of every seed of {TEN}")
@@ -70,8 +113,11 @@ def noise_same_loss():
             + "; the importance-weighted bound (K = 32 draws, nats), one for each placement of "
               "the pixels' bins, since each placement is its own discretisation: "
             + "; ".join(bounds)
-            + f" (Monte Carlo error at most {num(mc, 3)} nats; the test images' standard error "
-              f"about {num(ref['below'].image_se)}){pending}. Differences against "
+            + f" (Monte Carlo error at most {num(mc, 3)} nats){pending}. The loss: "
+              f"{images_error(loss[BLOG_NOISE], [loss[k] for k in NOISE_RUNS])}; the bound with "
+              f"bins below: "
+              f"{images_error(ref['below'], [iw[k][0]['below'] for k in NOISE_RUNS if iw[k][0]])}"
+              f". Differences against "
               f"{BLOG_NOISE}: {text}. The blog's loss scores the density at the pixel values "
               "themselves, where a zero-mean noise is centred and a one-sided one is not",
             f"'about the same' as practical equivalence within ±{num(margin)} nats (1% of "
