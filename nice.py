@@ -50,7 +50,6 @@ NOISE_KINDS = ("negative", "positive", "centred", "gaussian")
 LEVELS = 255  # pixel values k = 0..255 are the points k / 255: bins of width 1 / 255
 # where the bin of pixel k lies: [k + offset, k + offset + 1) / 255; the plain bound uses "above"
 BIN_OFFSETS = {"above": 0.0, "centred": -0.5, "below": -1.0}
-PER_IMAGE = "test_per_image.npy"  # each test image's -log p at x / 255 and IW bound per placement
 SWEEP_STDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0, 1.1)  # sampling stds scored against the test set
 STEPS_PER_EXECUTION = 20  # training steps per compiled call (TensorFlow and JAX)
 
@@ -443,9 +442,7 @@ def std_sweep(generator, x_test, rng, stds=SWEEP_STDS, n=10000):
 def test_metrics(encoder, x_test, test_loss, cfg, rng, stage):
     """-log p at x / 255 (the blog's test loss + 720.448), and the dequantised NLL (nats) and
     bits/dim, which bound the test images' discrete NLL. Each image's -log p at x / 255 and
-    importance-weighted bounds go to stage/PER_IMAGE (float32, a column each, in the order
-    metrics.json's `test_per_image` names), so that two runs' differences can be paired over
-    the same images."""
+    importance-weighted bounds go to the per-image file (`evaluation.save_per_image`)."""
     dim = x_test.shape[1]
     pixels = np.rint(x_test.astype(np.float64) * LEVELS)
     bound, se = dequantised_nll(lambda x: neg_log_density(encoder, x), pixels, LEVELS,
@@ -467,9 +464,7 @@ def test_metrics(encoder, x_test, test_loss, cfg, rng, stage):
         metrics.update({"iw_draws": cfg.iw_draws, "test_iw_nll": iw["above"]["nll"],
                         "test_iw_bits_per_dim": iw["above"]["nll"] / bits,
                         "test_iw_nll_by_bins": iw})
-    np.save(stage / PER_IMAGE, np.stack(list(columns.values()), 1).astype(np.float32))
-    metrics["test_per_image"] = {"file": PER_IMAGE, "columns": list(columns)}
-    return metrics
+    return {**metrics, **evaluation.save_per_image(stage, columns)}
 
 
 def sample_statistics(generator, std, rng, n=10000):

@@ -9,7 +9,7 @@ Usage:
     python vae_keras.py            # the blog's settings: 50 epochs of RMSprop, batch 100
     python vae_keras.py --help     # every setting
 Writes results/vae_keras/: latent_scatter.png, manifold.png, loss.png, metrics.json,
-history.csv, config.json and the weights (run times and results: the README's table).
+test_per_image.npy (each test image's NLL and -ELBO), history.csv, config.json and the weights (run times and results: the README's table).
 
 Deviations from the original:
 - Keras 3: the loss is added by a small layer (`VAELoss`) instead of `Model.add_loss` on a
@@ -217,11 +217,12 @@ def main(argv=None, callbacks=()):
 
         history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
                                     callbacks=callbacks)
-        save_figures(cfg, job.pending(), encoder, decoder, x_test, y_test, history)
+        stage = job.pending()  # the figures' folder until the run is published
+        save_figures(cfg, stage, encoder, decoder, x_test, y_test, history)
 
         decoder_logits = evaluation.logits_model(decoder)
         summary = run.history_summary(history)
-        sampled = evaluation.importance_sampled_nll(
+        sampled, images = evaluation.importance_sampled_nll(
             lambda xb, k: log_importance_weights(encoder, decoder_logits, xb, k, rng),
             x_test[: cfg.is_images], cfg.is_samples)
         elbo_is_loss = (cfg.reconstruction, cfg.regulariser) == ("bce", "kl")
@@ -232,6 +233,7 @@ def main(argv=None, callbacks=()):
             "test_neg_elbo": summary["final_val_loss"] if elbo_is_loss
             else sampled["test_neg_elbo_sampled"],
             **sampled,
+            **evaluation.save_per_image(stage, images),
         }
         if cfg.latent_dim == 2:
             z_mean, z_log_var = evaluation.infer(encoder, x_test)

@@ -11,8 +11,8 @@ Usage:
                                         # then the importance-sampled NLL
     python vae_keras_cnn_gs.py --help   # every setting
 Writes results/vae_keras_cnn_gs/: samples.png, reconstructions.png, tau.png, loss.png,
-metrics.json, history.csv (with tau per epoch), config.json and the weights (run times and
-results: the README's table).
+metrics.json, test_per_image.npy (each test image's NLL and discrete -ELBO), history.csv (with
+tau per epoch), config.json and the weights (run times and results: the README's table).
 
 Deviations from the original:
 - Keras 3: the loss is added by a small layer (`GumbelVAELoss`) instead of `Model.add_loss` on a
@@ -314,10 +314,11 @@ def discrete_metrics(encoder, decoder, x, num_samples, rng):
         neg_elbo.append(neg_elbo_b)
         return log_w
 
-    metrics = evaluation.importance_sampled_nll(log_weights, x, num_samples)
+    metrics, images = evaluation.importance_sampled_nll(log_weights, x, num_samples)
     neg_elbo = np.concatenate(neg_elbo)
-    return {**metrics, "test_neg_elbo": float(neg_elbo.mean()),
-            "test_neg_elbo_stderr": evaluation.standard_error(neg_elbo)}
+    return ({**metrics, "test_neg_elbo": float(neg_elbo.mean()),
+             "test_neg_elbo_stderr": evaluation.standard_error(neg_elbo)},
+            {"nll": images["nll"], "neg_elbo": neg_elbo})
 
 
 def gradient_estimates(decoder_logits, x, logits, g, taus):
@@ -402,7 +403,10 @@ def main(argv=None, callbacks=()):
         annealing = TauAnnealing(gumbel, cfg.tau_max, cfg.tau_min, cfg.tau_decay)
         history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
                                     callbacks=[annealing, *callbacks])
-        save_figures(cfg, job.pending(), encoder, decoder, x_test, history, rng)
+        stage = job.pending()  # the figures' folder until the run is published
+        save_figures(cfg, stage, encoder, decoder, x_test, history, rng)
+        discrete, images = discrete_metrics(encoder, decoder, x_test[: cfg.is_images],
+                                            cfg.is_samples, rng)
 
         summary = run.history_summary(history)
         metrics = {
@@ -411,7 +415,8 @@ def main(argv=None, callbacks=()):
             "final_tau": float(ops.convert_to_numpy(gumbel.tau)),
             "kl_constant": cfg.kl_constant,
             "test_relaxed_neg_elbo": summary["final_val_loss"] + cfg.kl_constant,
-            **discrete_metrics(encoder, decoder, x_test[: cfg.is_images], cfg.is_samples, rng),
+            **discrete,
+            **evaluation.save_per_image(stage, images),
         }
         if cfg.gradient_draws:
             metrics.update(gradient_metrics(encoder, decoder, x_test[:GRADIENT_IMAGES], cfg,

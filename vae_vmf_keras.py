@@ -12,7 +12,7 @@ Usage:
     python vae_vmf_keras.py          # the blog's settings: d = 4, kappa = 20, 50 epochs of Adam
     python vae_vmf_keras.py --help   # every setting (--kappa, --latent-dim, --table-size, ...)
 Writes results/vae_vmf_keras/: samples.png, reconstructions.png, loss.png, metrics.json,
-history.csv, config.json and the weights (run times and results: the README's table).
+test_per_image.npy (each test image's NLL and -ELBO), history.csv, config.json and the weights (run times and results: the README's table).
 
 Deviations from the original:
 - The table of w values is drawn by inverse CDF as in the blog, but the CDF is tabulated on an
@@ -240,12 +240,13 @@ def main(argv=None, callbacks=()):
 
         history = job.train_or_load(vae, x_train, validation_data=(x_test, None),
                                     callbacks=callbacks)
-        save_figures(cfg, job.pending(), encoder, decoder, x_test, history, rng)
+        stage = job.pending()  # the figures' folder until the run is published
+        save_figures(cfg, stage, encoder, decoder, x_test, history, rng)
 
         decoder_logits = evaluation.logits_model(decoder)
         summary = run.history_summary(history)
         kl = vmf_kl(cfg.kappa, cfg.latent_dim)
-        sampled = evaluation.importance_sampled_nll(
+        sampled, images = evaluation.importance_sampled_nll(
             lambda xb, k: log_importance_weights(encoder, decoder_logits, xb, k, rng, cfg.kappa),
             x_test[: cfg.is_images], cfg.is_samples)
         metrics = {
@@ -256,6 +257,7 @@ def main(argv=None, callbacks=()):
             "test_neg_elbo": summary["final_val_loss"] + kl if cfg.reconstruction == "bce"
             else sampled["test_neg_elbo_sampled"],
             **sampled,
+            **evaluation.save_per_image(stage, images),
         }
         return job.finish(vae, metrics)
 

@@ -1,4 +1,5 @@
-"""Evaluation the three VAEs share: log p(x|z) from the decoder's logits and the importance-sampled NLL.
+"""Evaluation the three VAEs share: log p(x|z) from the decoder's logits and the importance-sampled NLL;
+and what every script writes of each test image's values (`save_per_image`).
 
 Every VAE scores an image the way it trains: the pixel intensities x in [0, 1] (x / 255) are
 the targets of independent Bernoulli means sigmoid(logits), as in the blog, and the sum over
@@ -6,6 +7,7 @@ pixels is computed from the logits, never clipped. The same function serves the 
 (inside the compiled training step) and the metrics.
 """
 import contextlib
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -121,7 +123,8 @@ def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):
     `log_weights(x_chunk, K)` returns an (n, K) array of log p(x|z_k) + log p(z_k) - log q(z_k|x)
     for z_k ~ q(z|x); images are processed in chunks of about `chunk_samples` decoded samples.
     Returns the metrics `test_nll`, `test_nll_stderr`, `is_samples`, `is_images`, and
-    `test_neg_elbo_sampled`: the -ELBO, -mean_k log w_k, from the same samples.
+    `test_neg_elbo_sampled`: the -ELBO, -mean_k log w_k, from the same samples; and each
+    image's values of the two, {"nll", "neg_elbo_sampled"} (for `save_per_image`).
     """
     per_chunk = max(1, chunk_samples // num_samples)
     nll, neg_elbo = [], []
@@ -133,9 +136,22 @@ def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):
         neg_elbo.append(-lw.mean(axis=1))
         progress.add(len(lw))
     nll, neg_elbo = np.concatenate(nll), np.concatenate(neg_elbo)
-    return {"test_nll": float(nll.mean()), "test_nll_stderr": standard_error(nll),
-            "is_samples": int(num_samples), "is_images": int(len(nll)),
-            "test_neg_elbo_sampled": float(neg_elbo.mean())}
+    return ({"test_nll": float(nll.mean()), "test_nll_stderr": standard_error(nll),
+             "is_samples": int(num_samples), "is_images": int(len(nll)),
+             "test_neg_elbo_sampled": float(neg_elbo.mean())},
+            {"nll": nll, "neg_elbo_sampled": neg_elbo})
+
+
+PER_IMAGE = "test_per_image.npy"
+
+
+def save_per_image(stage, columns):
+    """Write each test image's values, `columns` {name: (n,) array}, to stage/PER_IMAGE (float32,
+    a column each) and return metrics.json's entry naming the file and its columns: with them
+    the claims pair two runs' differences over the same images (common/rules.py)."""
+    table = np.stack([np.asarray(v, np.float64) for v in columns.values()], 1)
+    np.save(Path(stage) / PER_IMAGE, table.astype(np.float32))
+    return {"test_per_image": {"file": PER_IMAGE, "columns": list(columns)}}
 
 
 def standard_error(values):

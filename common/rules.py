@@ -58,8 +58,21 @@ def t_quantile(df):
 
 
 def paired(a, b):
-    """Whether both arms store each test image's value, so `difference` pairs them."""
-    return a.per_image is not None and b.per_image is not None
+    """Whether `difference` pairs the arms over the test images: both store each image's value
+    for every seed, on the same number of images (the first N of the test set)."""
+    if a.per_image is None or b.per_image is None:
+        return False
+    return len({len(v) for v in [*a.per_image, *b.per_image]}) == 1
+
+
+def pairing(pairs):
+    """How the test images' error entered the differences of `pairs` [(a, b)], for a row."""
+    done = sum(paired(a, b) for a, b in pairs)
+    if done == len(pairs):
+        return "paired over the same test images"
+    return ("unpaired (the runs store no per-image values)" if not done else
+            f"paired over the same test images in {done} of {len(pairs)} differences, "
+            "unpaired in the rest")
 
 
 def images_variance(a, b):
@@ -77,11 +90,8 @@ def images_variance(a, b):
         return a.image_se ** 2 + b.image_se ** 2
     import numpy as np
 
-    fa, fb = np.mean(a.per_image, 0), np.mean(b.per_image, 0)
-    if fa.shape != fb.shape:
-        raise ValueError(f"{a.label} and {b.label} are scored on different images "
-                         f"({fa.size} and {fb.size})")
-    return float(np.var(fb.astype(np.float64) - fa, ddof=1) / fa.size)
+    fa, fb = (np.mean(np.asarray(x.per_image, np.float64), 0) for x in (a, b))
+    return float(np.var(fb - fa, ddof=1) / fa.size)
 
 
 def difference(a, b):

@@ -1,6 +1,6 @@
 """Faults simulated for the tests, and the helpers the fault tests of several files share: the
 flags of a run of seconds (`quick`), a finished run (`finished`), the one-line error check
-(`one_line_error`) and garbled bytes (`flip_bytes`)."""
+(`one_line_error`), garbled bytes (`flip_bytes`), and the per-image file's check (`per_image`)."""
 import keras
 
 
@@ -74,3 +74,20 @@ def flip_bytes(path, count=64):
     for i in range(middle, middle + count):
         data[i] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def per_image(out, metrics, means):
+    """The run's test_per_image.npy as {column: values}, after checking that it holds one row
+    per scored test image and that each column of `means` ({column: metric}) averages to that
+    metric of `metrics`."""
+    import numpy as np
+    import pytest
+
+    entry = metrics["test_per_image"]
+    table = np.load(out / entry["file"])
+    columns = dict(zip(entry["columns"], table.T))
+    assert table.dtype == np.float32 and table.shape[1] == len(entry["columns"])
+    assert table.shape[0] == metrics.get("is_images", 10000)
+    for column, key in means.items():
+        assert columns[column].mean() == pytest.approx(metrics[key], rel=1e-5), column
+    return columns

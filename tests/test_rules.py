@@ -3,7 +3,8 @@ every verdict it can give, and what it needs (two seeds a side for a difference)
 import pytest
 
 from common.rules import (INCONCLUSIVE, MIXED, NOT_SUPPORTED, SUPPORTED, Arm, Missing, apart,
-                          combine, each_seed, images_variance, lower, paired, same)
+                          combine, each_seed, images_variance, lower, paired, pairing,
+                          same)
 
 pytestmark = pytest.mark.quick
 
@@ -79,5 +80,8 @@ def test_a_paired_images_error_counts_only_what_differs_image_by_image():
     assert lower(a_p, b_p)[1] == SUPPORTED
     opposite = Arm("b", b.values, [se] * 3, [200.6 - p for p in per_a])
     assert images_variance(a_p, opposite) > images_variance(a, b)
-    with pytest.raises(ValueError, match="different images"):
-        images_variance(a_p, Arm("c", b.values, None, [p[:10] for p in per_b]))
+    fewer = Arm("c", b.values, [se] * 3, [p[:10] for p in per_b])  # not the same images
+    assert not paired(a_p, fewer) and images_variance(a_p, fewer) == images_variance(a, b)
+    assert pairing([(a_p, b_p), (a_p, opposite)]) == "paired over the same test images"
+    assert pairing([(a_p, b_p), (a, b)]).startswith("paired over the same test images in 1 of 2")
+    assert pairing([(a, b)]).startswith("unpaired")

@@ -9,6 +9,7 @@ import pytest
 
 import vae_keras
 from common import evaluation, run
+from simulate import per_image
 
 QUICK = ["--subset", "2000", "--epochs", "2", "--is-images", "50", "--is-samples", "100"]
 
@@ -96,7 +97,7 @@ def test_importance_sampling_bounds_on_a_trained_toy_model():
     assert abs(neg_elbo.mean() - loss_estimate) < 1.0
     nll = evaluation.importance_sampled_nll(
         lambda xb, k: vae_keras.log_importance_weights(encoder, decoder_logits, xb, k, rng),
-        x, 500)["test_nll"]
+        x, 500)[0]["test_nll"]
     assert nll <= neg_elbo.mean()
     assert nll > neg_elbo.mean() - 30  # a sane gap, not a broken weight
 
@@ -113,6 +114,7 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
     assert saved == metrics
     assert metrics["epochs"] == 2 and np.isfinite(metrics["test_nll"])
     assert metrics["test_loss"] == metrics["test_neg_elbo"] == metrics["final_val_loss"]
+    per_image(out, metrics, {"nll": "test_nll", "neg_elbo_sampled": "test_neg_elbo_sampled"})
     losses = run.read_history(out / "history.csv")["loss"]
     assert np.all(np.isfinite(losses)) and losses[1] < losses[0]
     assert json.loads((out / "config.json").read_text())["epochs"] == 2

@@ -12,6 +12,7 @@ from scipy.stats import chisquare, entropy
 
 import vae_keras_cnn_gs as gs
 from common import evaluation, run
+from simulate import per_image
 
 QUICK = ["--subset", "1000", "--epochs", "2", "--is-images", "20", "--is-samples", "50"]
 KL_CONSTANT = 32 * math.log(10)
@@ -250,9 +251,12 @@ def test_importance_sampling_and_discrete_elbo_match_exact_enumeration():
     assert log_w.shape == (6, 4000)
     np.testing.assert_allclose(neg_elbo, exact_neg_elbo, atol=0.5)
     np.testing.assert_allclose(np.log(4000) - logsumexp(log_w, axis=1), exact_nll, atol=0.25)
-    metrics = gs.discrete_metrics(encoder, decoder, x, 4000, np.random.default_rng(1))
+    metrics, images = gs.discrete_metrics(encoder, decoder, x, 4000, np.random.default_rng(1))
     assert metrics["test_nll"] == pytest.approx(exact_nll.mean(), abs=0.25)
     assert metrics["test_neg_elbo"] == pytest.approx(exact_neg_elbo.mean(), abs=0.5)
+    np.testing.assert_allclose(images["nll"], exact_nll, atol=0.25)
+    np.testing.assert_allclose(images["neg_elbo"], exact_neg_elbo, atol=0.5)
+    assert images["neg_elbo"].mean() == pytest.approx(metrics["test_neg_elbo"])
 
 
 @pytest.mark.quick
@@ -395,6 +399,7 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, capsys, kil
     assert metrics["test_loss"] == metrics["final_val_loss"]
     assert np.isfinite(metrics["test_nll"])
     assert 0 < metrics["test_neg_elbo"] - metrics["test_nll"] < 50
+    per_image(out, metrics, {"nll": "test_nll", "neg_elbo": "test_neg_elbo"})
 
     for name in ("samples.png", "reconstructions.png", "tau.png", "loss.png"):
         (out / name).unlink()

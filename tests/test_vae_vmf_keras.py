@@ -17,6 +17,7 @@ from scipy.special import gammaln
 import vae_vmf_keras as vmf
 from vmf_exact import exact_cdf, ks_distance
 from common import evaluation, run
+from simulate import per_image
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = ["--subset", "2000", "--epochs", "2", "--is-images", "50", "--is-samples", "100"]
@@ -316,7 +317,7 @@ def test_importance_sampling_bounds_on_a_trained_toy_model():
     assert abs(neg_elbo.mean() - (loss + vmf.vmf_kl(cfg.kappa, cfg.latent_dim))) < 1.0
     nll = evaluation.importance_sampled_nll(
         lambda xb, k: vmf.log_importance_weights(encoder, decoder_logits, xb, k, rng, cfg.kappa),
-        x, 500)["test_nll"]
+        x, 500)[0]["test_nll"]
     assert nll <= neg_elbo.mean()
     assert nll > neg_elbo.mean() - 30  # a sane gap, not a broken weight
 
@@ -334,6 +335,7 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
     assert metrics["kl_constant"] == pytest.approx(3.2584, abs=5e-5)
     assert metrics["test_neg_elbo"] == pytest.approx(metrics["final_val_loss"] + 3.2584, abs=1e-4)
     assert metrics["trainable_params"] == 404_756
+    per_image(out, metrics, {"nll": "test_nll", "neg_elbo_sampled": "test_neg_elbo_sampled"})
     losses = run.read_history(out / "history.csv")["loss"]
     assert np.all(np.isfinite(losses)) and losses[1] < losses[0]
     config = json.loads((out / "config.json").read_text())

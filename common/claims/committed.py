@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from common import journal
-from common.rules import MIN_SEEDS, Arm, Missing, lower, mean_sd
+from common.rules import MIN_SEEDS, Arm, Missing, lower, mean_sd, pairing
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -84,10 +84,23 @@ def best_within(folder, epochs, need=MIN_SEEDS):
     return out
 
 
-def arm(label, folder, key, se_key=None, need=MIN_SEEDS):
-    """An `Arm` of a seed study's values of `key` (and their standard errors over images)."""
-    runs = [metrics(f) for f in seed_runs(folder, need)]
-    return Arm(label, [m[key] for m in runs], [m[se_key] for m in runs] if se_key else None)
+PER_IMAGE = "test_per_image"  # metrics.json's key naming a run's per-image file and columns
+
+
+def images(folders, column):
+    """Each run's per-image values of `column`, or None if a run predates the file."""
+    if not all(PER_IMAGE in metrics(f) for f in folders):
+        return None
+    return [per_image(f, PER_IMAGE)[column] for f in folders]
+
+
+def arm(label, folder, key, se_key=None, need=MIN_SEEDS, column=None):
+    """An `Arm` of a seed study's values of `key` (and their standard errors over images, and
+    each image's value, the per-image file's `column`, where every seed stores it)."""
+    folders = seed_runs(folder, need)
+    runs = [metrics(f) for f in folders]
+    return Arm(label, [m[key] for m in runs], [m[se_key] for m in runs] if se_key else None,
+               images(folders, column) if column else None)
 
 
 def figure(folder, name, label):
@@ -116,8 +129,9 @@ def not_measured(what):
 def departure(what, folder, baseline):
     """A measured difference, no verdict: `folder`'s seeds against `baseline`'s."""
     def measure():
-        nll = lower(arm("script's loss", baseline, "test_nll", "test_nll_stderr"),
-                    arm(what, folder, "test_nll", "test_nll_stderr"), digits=2)[0]
+        pair = [arm(label, f, "test_nll", "test_nll_stderr", column="nll")
+                for label, f in (("script's loss", baseline), (what, folder))]
+        nll = f"{lower(*pair, digits=2)[0]} (test images' error {pairing([pair])})"
         elbo = lower(arm("script's loss", baseline, "test_neg_elbo"),
                      arm(what, folder, "test_neg_elbo"), digits=2)[0]
         extra = ""

@@ -2,7 +2,7 @@
 import math
 
 from common.claims.committed import (
-    FLOW, Claim, arm, best_within, figure, history, metrics, per_image, seed_runs, seed_values)
+    FLOW, Claim, arm, best_within, figure, history, images, metrics, seed_runs, seed_values)
 from common.rules import (
     INCONCLUSIVE, LOWER_RULE, MIN_SEEDS, NOT_SUPPORTED, SUPPORTED, Arm, Missing, apart, combine,
     each_seed, images_variance, judged, lower, mean_sd, num, same, t_quantile)
@@ -27,16 +27,6 @@ def nice_arms(label, folder):
 
 # where each pixel's bin of width 1/256 lies: [x − 1/256, x], centred on x, [x, x + 1/256]
 PLACEMENTS = ("below", "centred", "above")
-
-
-PER_IMAGE = "test_per_image"  # metrics.json's key naming a run's per-image file and columns
-
-
-def images(folders, column):
-    """Each seed's per-image values of `column`, or None if a seed predates the file."""
-    if not all(PER_IMAGE in metrics(f) for f in folders):
-        return None
-    return [per_image(f, PER_IMAGE)[column] for f in folders]
 
 
 def loss_arm(label, folder):
