@@ -65,14 +65,19 @@ def paired(a, b):
     return len({len(v) for v in [*a.per_image, *b.per_image]}) == 1
 
 
+PAIRING = {"paired": "paired over the same test images",
+           "unpaired": "unpaired, from each run's standard error over them",
+           "none": "not counted, as the runs store no error over them"}
+
+
 def pairing(pairs):
     """How the test images' error entered the differences of `pairs` [(a, b)], for a row."""
-    done = sum(paired(a, b) for a, b in pairs)
-    if done == len(pairs):
-        return "paired over the same test images"
-    return ("unpaired (the runs store no per-image values)" if not done else
-            f"paired over the same test images in {done} of {len(pairs)} differences, "
-            "unpaired in the rest")
+    kinds = ["paired" if paired(a, b) else "unpaired" if a.image_se or b.image_se else "none"
+             for a, b in pairs]
+    if len(set(kinds)) == 1:
+        return PAIRING[kinds[0]]
+    return "; ".join(f"{PAIRING[k]} in {kinds.count(k)} of {len(kinds)} differences"
+                     for k in dict.fromkeys(kinds))
 
 
 def images_variance(a, b):

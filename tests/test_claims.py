@@ -286,3 +286,17 @@ def test_the_tables_are_built_without_keras_or_tensorflow():
                                                                  "from common import run")],
                              cwd=committed.REPO, capture_output=True, text=True, timeout=120)
     assert blocked.returncode != 0  # the block works: a module that needs Keras fails under it
+
+
+def test_shuffle_row_judges_the_iw_bound_at_every_placement_paired_where_stored(repo):
+    studies = {flow.TEN: ([-1880, -1875, -1870], iw([3184, 3185, 3186])),
+               flow.NO_SHUFFLE: ([-1720, -1725, -1722], iw([3340, 3345, 3342]))}
+    for folder, (loss, bound) in studies.items():
+        nice_study(repo, folder, loss, [3200, 3201, 3202], bound)
+    line = row(flow.shuffle_matters)
+    assert verdict(line) == SUPPORTED and "bound, bins above: not shuffled − reversed" in line
+    assert "not counted, as the runs store no error over them in 1 of 4 differences" in line
+    for folder, (loss, bound) in studies.items():
+        store_per_image(repo, folder, loss, bound)
+    line = row(flow.shuffle_matters)
+    assert "(the test images' error paired over the same test images)" in line

@@ -83,5 +83,8 @@ def test_a_paired_images_error_counts_only_what_differs_image_by_image():
     fewer = Arm("c", b.values, [se] * 3, [p[:10] for p in per_b])  # not the same images
     assert not paired(a_p, fewer) and images_variance(a_p, fewer) == images_variance(a, b)
     assert pairing([(a_p, b_p), (a_p, opposite)]) == "paired over the same test images"
-    assert pairing([(a_p, b_p), (a, b)]).startswith("paired over the same test images in 1 of 2")
+    assert pairing([(a_p, b_p), (a, b)]) == (
+        "paired over the same test images in 1 of 2 differences; unpaired, from each run's "
+        "standard error over them in 1 of 2 differences")
     assert pairing([(a, b)]).startswith("unpaired")
+    assert pairing([(Arm("a", a.values), Arm("b", b.values))]).startswith("not counted")
