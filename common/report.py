@@ -96,6 +96,11 @@ METRICS = {
                            "around and below each pixel value, each with its Monte Carlo error "
                            "over the draws, its standard error over the images, and its value "
                            "at K = 1, 2, 4, ... from the same draws",
+    "test_per_image": "the file (test_per_image.npy, float32) holding each scored test image's "
+                      "values, a column each, and the columns' names: the VAEs' nll and "
+                      "neg_elbo_sampled, Gumbel-Softmax's nll and neg_elbo (discrete), NICE's "
+                      "neg_log_density and iw_nll_<placement>; the claims pair differences over "
+                      "the images with them",
     "sample_fd_by_std": "NICE: Frechet distance in pixel space between 10,000 clipped samples at "
                         "each sampling std and the 10,000 test images (lower: closer)",
     "sample_fd_best_std": "NICE: the sampling std of the lowest sample_fd_by_std",
