@@ -58,16 +58,18 @@ def t_quantile(df):
 
 
 def paired(a, b):
-    """Whether `difference` pairs the arms over the test images: both store each image's value
-    for every seed, on the same number of images (the first N of the test set)."""
+    """Whether `difference` pairs the arms over the test images: both store each image's value,
+    one array per seed, all on the same number of images (the first N of the test set)."""
     if a.per_image is None or b.per_image is None:
+        return False
+    if len(a.per_image) != a.n or len(b.per_image) != b.n:
         return False
     return len({len(v) for v in [*a.per_image, *b.per_image]}) == 1
 
 
-PAIRING = {"paired": "paired over the same test images",
-           "unpaired": "unpaired, from each run's standard error over them",
-           "none": "not counted, as the runs store no error over them"}
+PAIRING = {"paired": "paired over the same images",
+           "unpaired": "unpaired, from each run's standard error",
+           "none": "not counted (not every run stores it)"}
 
 
 def pairing(pairs):
@@ -80,13 +82,26 @@ def pairing(pairs):
                      for k in dict.fromkeys(kinds))
 
 
+def interaction(values):
+    """The seed-by-image mean square of a (seeds, images) array: the two-way residual
+    sum_si (f_si − f̄_·i − f̄_s· + f̄)² / ((n − 1)(N − 1)), an estimate of how much a run's
+    per-image values vary around what seed and image explain alone."""
+    n, size = values.shape
+    if n < 2:
+        return 0.0  # one seed: no seeds' spread to hold it either
+    residual = values - values.mean(0) - values.mean(1, keepdims=True) + values.mean()
+    return float((residual ** 2).sum() / ((n - 1) * (size - 1)))
+
+
 def images_variance(a, b):
     """The test images' part of the variance of mean(b) − mean(a).
 
-    Paired (`paired`): var_i(f_b(i) − f_a(i)) / N, f(i) being image i's value averaged over
-    an arm's seeds; the images are the same draw from the test distribution for both arms, so
-    what one image adds to both cancels. Otherwise unpaired, se_a² + se_b² (each arm's mean
-    standard error over images): for runs scored on the same images the paired variance is
+    Paired (`paired`): with f(i) image i's value averaged over an arm's seeds,
+    (var_i(f_b(i) − f_a(i)) − I_a/n_a − I_b/n_b) / N, at least 0, I being an arm's
+    seed-by-image `interaction`: the part common to both arms (how hard an image is) cancels,
+    and what seeds and images vary together is taken out, since the seeds' spread in
+    `difference` already holds it. Otherwise unpaired, se_a² + se_b² (each arm's mean standard
+    error over images): for runs scored on the same images the paired variance is
     se_a² + se_b² − 2·cov, so the unpaired one overstates it when the two runs' per-image values
     rise and fall together (NICE's runs do: the noise row prints how closely) and understates it
     when they move oppositely.
@@ -95,8 +110,9 @@ def images_variance(a, b):
         return a.image_se ** 2 + b.image_se ** 2
     import numpy as np
 
-    fa, fb = (np.mean(np.asarray(x.per_image, np.float64), 0) for x in (a, b))
-    return float(np.var(fb - fa, ddof=1) / fa.size)
+    fa, fb = (np.asarray(x.per_image, np.float64) for x in (a, b))
+    spread = np.var(fb.mean(0) - fa.mean(0), ddof=1)
+    return max(0.0, spread - interaction(fa) / a.n - interaction(fb) / b.n) / fa.shape[1]
 
 
 def difference(a, b):
@@ -105,7 +121,8 @@ def difference(a, b):
     The variance adds the seeds' part, sd_a²/n_a + sd_b²/n_b, and the test images' part
     (`images_variance`: paired where both arms store per-image values, else unpaired). The
     quantile is Student's t at the Welch–Satterthwaite degrees of freedom of the seeds' part
-    (normal if that part is zero).
+    alone (normal if that part is zero): conservative, since the images' part, estimated from
+    thousands of images, would raise them.
     """
     if a.n < 2 or b.n < 2:
         raise Missing(f"{MIN_SEEDS} seeds of both arms ({a.label}: {a.n}, {b.label}: {b.n})")

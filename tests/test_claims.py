@@ -160,8 +160,8 @@ def test_noise_row_pairs_the_images_where_every_run_stores_them(repo):
         store_per_image(repo, folder, loss, bound)
     line = row(flow.noise_same_loss)
     assert verdict(line) == SUPPORTED, line
-    assert "The loss: paired over the same 100 test images" in line
-    assert "the bound with bins below: paired over the same 100 test images" in line
+    assert "error on the loss: paired over the same 100 images: a difference's" in line
+    assert "on the bound with bins below: paired over the same 100 images: a" in line
     assert re.search(r"standard error over them 0\.0\d to 0\.\d\d nats \(unpaired 28\.3 to 28\.3\)"
                      r", any two runs' per-image values correlating at r = 0\.99\d to", line)
 
@@ -295,8 +295,31 @@ def test_shuffle_row_judges_the_iw_bound_at_every_placement_paired_where_stored(
         nice_study(repo, folder, loss, [3200, 3201, 3202], bound)
     line = row(flow.shuffle_matters)
     assert verdict(line) == SUPPORTED and "bound, bins above: not shuffled − reversed" in line
-    assert "not counted, as the runs store no error over them in 1 of 4 differences" in line
+    assert "not counted (not every run stores it) in 1 of 4 differences" in line
     for folder, (loss, bound) in studies.items():
         store_per_image(repo, folder, loss, bound)
     line = row(flow.shuffle_matters)
-    assert "(the test images' error paired over the same test images)" in line
+    assert "(the test images' error paired over the same images)" in line
+
+
+def test_noise_row_pairs_only_arms_whose_every_seed_stores_the_images(repo):
+    studies = {flow.TEN: ([-1880, -1875, -1870], iw([3184, 3185, 3186])),
+               **{f: ([-1878, -1874, -1871], iw([3183, 3185, 3187]))
+                  for f in flow.NOISE_RUNS.values()}}
+    for folder, (loss, bound) in studies.items():
+        nice_study(repo, folder, loss, [3200, 3201, 3202], bound)
+        if folder != flow.NOISE_RUNS["Gaussian"]:
+            store_per_image(repo, folder, loss, bound)
+    line = row(flow.noise_same_loss)
+    assert ("error on the loss: paired over the same images in 2 of 3 differences; not counted "
+            "(not every run stores it) in 1 of 3 differences; the paired ones over 100 images: "
+            "a difference's standard error") in line
+    assert ("on the bound with bins below: paired over the same images in 2 of 3 differences; "
+            "unpaired, from each run's standard error in 1 of 3 differences; the paired ones") in line
+
+
+def test_a_per_image_file_without_the_column_is_missing(repo):
+    nice_study(repo, flow.TEN, [-1880, -1875, -1870], [3200, 3201, 3202], iw([3184, 3185, 3186]))
+    store_per_image(repo, flow.TEN, [-1880, -1875, -1870], iw([3184, 3185, 3186]))
+    with pytest.raises(committed.Missing, match="the column nll of results/claims/nice_10"):
+        committed.images(committed.seed_runs(flow.TEN), "nll")

@@ -82,9 +82,27 @@ def test_a_paired_images_error_counts_only_what_differs_image_by_image():
     assert images_variance(a_p, opposite) > images_variance(a, b)
     fewer = Arm("c", b.values, [se] * 3, [p[:10] for p in per_b])  # not the same images
     assert not paired(a_p, fewer) and images_variance(a_p, fewer) == images_variance(a, b)
-    assert pairing([(a_p, b_p), (a_p, opposite)]) == "paired over the same test images"
+    assert pairing([(a_p, b_p), (a_p, opposite)]) == "paired over the same images"
     assert pairing([(a_p, b_p), (a, b)]) == (
-        "paired over the same test images in 1 of 2 differences; unpaired, from each run's "
-        "standard error over them in 1 of 2 differences")
+        "paired over the same images in 1 of 2 differences; unpaired, from each run's "
+        "standard error in 1 of 2 differences")
     assert pairing([(a, b)]).startswith("unpaired")
     assert pairing([(Arm("a", a.values), Arm("b", b.values))]).startswith("not counted")
+
+
+def test_the_paired_images_part_is_the_images_own_not_the_seeds_again():
+    """Per-image values = how hard the image is (shared by both arms, sd 50) + how the arms
+    differ on it (sd 2) + the seed's offset + a seed-by-image wobble (sd 3). The images' part
+    of the difference's variance is var(how the arms differ) / N = 4 / N; the wobble is in the
+    seeds' spread already, and counted again it would give (4 + 9 (1/3 + 1/3)) / N."""
+    import numpy as np
+    rng = np.random.default_rng(1)
+    size = 10_000
+    hard, differ = rng.normal(0, 50, size), rng.normal(0, 2, size)
+
+    def study(label, shift):
+        runs = [hard + shift + rng.normal(0, 0.1) + rng.normal(0, 3, size) for _ in range(3)]
+        return Arm(label, [r.mean() for r in runs], None, runs)
+
+    a, b = study("a", 0.0), study("b", differ)
+    assert images_variance(a, b) * size == pytest.approx(4.0, rel=0.15)

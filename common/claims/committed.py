@@ -91,7 +91,11 @@ def images(folders, column):
     """Each run's per-image values of `column`, or None if a run predates the file."""
     if not all(PER_IMAGE in metrics(f) for f in folders):
         return None
-    return [per_image(f, PER_IMAGE)[column] for f in folders]
+    tables = [per_image(f, PER_IMAGE) for f in folders]
+    for f, table in zip(folders, tables):
+        if column not in table:
+            raise Missing(f"the column {column} of results/{f}'s per-image file")
+    return [table[column] for table in tables]
 
 
 def arm(label, folder, key, se_key=None, need=MIN_SEEDS, column=None):

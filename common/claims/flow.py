@@ -5,7 +5,7 @@ from common.claims.committed import (
     FLOW, Claim, arm, best_within, figure, history, images, metrics, seed_runs, seed_values)
 from common.rules import (
     INCONCLUSIVE, LOWER_RULE, MIN_SEEDS, NOT_SUPPORTED, SUPPORTED, Arm, Missing, apart, combine,
-    each_seed, images_variance, judged, lower, mean_sd, num, pairing, same, t_quantile)
+    each_seed, images_variance, judged, lower, mean_sd, num, paired, pairing, same, t_quantile)
 
 TEN = "claims/nice_10_epochs/nice"  # the blog's settings, 10 epochs
 NOISE_RUNS = {"[0, 0.01]": "claims/nice_positive/nice", "[−0.005, 0.005]":
@@ -49,26 +49,28 @@ def iw_arms(label, folder):
 
 
 def images_error(ref, others):
-    """How the test images' sampling enters the differences against `ref`: paired, with each
-    difference's standard error over the images and how closely any two runs' per-image values
-    go together; unpaired; or not at all, where the runs store no error over images."""
-    arms = [ref, *others]
-    if not all(a.per_image is not None for a in arms):
-        if not ref.image_se:
-            return "no test images' error (the runs store no per-image values)"
-        return f"the test images' standard error about {num(ref.image_se)}, taken unpaired"
+    """How the test images' sampling enters the differences against `ref` (`pairing`) and, for
+    those paired, each difference's standard error over the images and how closely the runs'
+    per-image values go together."""
+    text = pairing([(ref, o) for o in others])
+    done = [o for o in others if paired(ref, o)]
+    if not done:
+        return text
     import numpy as np
 
-    se = [math.sqrt(images_variance(ref, o)) for o in others]
-    r = np.corrcoef(np.stack([v for a in arms for v in a.per_image]).astype(np.float64))
+    se = [math.sqrt(images_variance(ref, o)) for o in done]
+    r = np.corrcoef(np.stack([v for a in [ref, *done] for v in a.per_image]).astype(np.float64))
     r = r[np.triu_indices(len(r), 1)]
     unpaired = ""
     if ref.image_se:
-        pairs = [math.hypot(ref.image_se, o.image_se) for o in others]
+        pairs = [math.hypot(ref.image_se, o.image_se) for o in done]
         unpaired = f" (unpaired {num(min(pairs))} to {num(max(pairs))})"
-    return (f"paired over the same {ref.per_image[0].size:,} test images: a difference's "
-            f"standard error over them {num(min(se), 2)} to {num(max(se), 2)} nats{unpaired}, "
-            f"any two runs' per-image values correlating at r = {min(r):.3f} to {max(r):.3f}")
+    size = f"{ref.per_image[0].size:,}"
+    where = (f"paired over the same {size} images" if len(done) == len(others)
+             else f"{text}; the paired ones over {size} images")
+    return (f"{where}: a difference's standard error over them {num(min(se), 2)} to "
+            f"{num(max(se), 2)} nats{unpaired}, any two runs' per-image values correlating at "
+            f"r = {min(r):.3f} to {max(r):.3f}")
 
 
 def noise_same_loss():
@@ -101,9 +103,9 @@ def noise_same_loss():
             + "; the importance-weighted bound (K = 32 draws, nats), one for each placement of "
               "the pixels' bins, since each placement is its own discretisation: "
             + "; ".join(bounds)
-            + f" (Monte Carlo error at most {num(mc, 3)} nats){pending}. The loss: "
-              f"{images_error(loss[BLOG_NOISE], [loss[k] for k in NOISE_RUNS])}; the bound with "
-              f"bins below: "
+            + f" (Monte Carlo error at most {num(mc, 3)} nats){pending}. The test images' "
+              f"error on the loss: {images_error(loss[BLOG_NOISE], [loss[k] for k in NOISE_RUNS])}"
+              f"; on the bound with bins below: "
               f"{images_error(ref['below'], [iw[k][0]['below'] for k in NOISE_RUNS if iw[k][0]])}"
               f". Differences against "
               f"{BLOG_NOISE}: {text}. The blog's loss scores the density at the pixel values "
@@ -165,8 +167,8 @@ def shuffle_matters():
         pairs.append([dequantised(n, f) for n, f in studies])
         bound = ("the plain dequantised bound with bins above (the not-shuffled seeds predate "
                  "the importance-weighted one" + ("" if pairs[-1][1].image_se else
-                                                 " and the images' standard error, which only "
-                                                 "the reversed seeds' part counts") + ")")
+                                                 ", and store no error over the test images: "
+                                                 "only the reversed seeds' counts") + ")")
         parts.append(lower(*pairs[-1], "bound: "))
     text, verdict = judged(parts)
     return (f"10 epochs, the blog's loss (best test loss) and {bound}: {text} (the test images' "
