@@ -108,11 +108,19 @@ def images_variance(a, b):
     """
     if not paired(a, b):
         return a.image_se ** 2 + b.image_se ** 2
+    spread, wobble = paired_parts(a, b)
+    return max(0.0, spread - wobble)
+
+
+def paired_parts(a, b):
+    """(var_i(f_b(i) − f_a(i)) / N, (I_a/n_a + I_b/n_b) / N) of two paired arms
+    (`images_variance`)."""
     import numpy as np
 
     fa, fb = (np.asarray(x.per_image, np.float64) for x in (a, b))
-    spread = np.var(fb.mean(0) - fa.mean(0), ddof=1)
-    return max(0.0, spread - interaction(fa) / a.n - interaction(fb) / b.n) / fa.shape[1]
+    size = fa.shape[1]
+    spread = float(np.var(fb.mean(0) - fa.mean(0), ddof=1))
+    return spread / size, (interaction(fa) / a.n + interaction(fb) / b.n) / size
 
 
 def difference(a, b):
