@@ -290,8 +290,7 @@ def test_input_gradient_on_every_backend():
                                6 * x)
 
 
-@pytest.mark.quick
-def test_gradient_estimators_against_exact_gradients():
+def test_gradient_estimators_against_exact_gradients():  # 9 s: the default tier, not the quick
     """One latent of 3 classes: E_q[f(c)] = sum_c p_c f(c) has the exact gradient
     p_c (f(c) - E_q f) in the logits. The score-function estimates average to it; each
     reparameterised estimate is the derivative of f(softmax((logits + g) / tau)), checked by
