@@ -12,8 +12,8 @@ Usage:
     python nice.py --help      # every setting
 Writes results/nice/: samples.png (std 0.75), samples_std1.png, interpolations.png, scale.png
 (the learned exp(-s) per pixel), loss.png, metrics.json, test_per_image.npy (each test image's
--log p and importance-weighted bounds), history.csv, config.json and the weights of the best validation epoch (run times and results, and how they compare with the
-blog's: the README).
+-log p and importance-weighted bounds), history.csv, config.json and the weights of the best
+validation epoch (run times and results, and how they compare with the blog's: the README).
 
 The loss, as the blog computes it, is the density at the test images' pixel values x / 255
 (0.5 |z|^2 - sum(s), 720.448 nats left out). A density at lattice points is not a probability

@@ -149,8 +149,8 @@ def save_per_image(stage, columns):
     """Write each test image's values, `columns` {name: (n,) array}, to stage/PER_IMAGE (float32,
     a column each) and return metrics.json's entry naming the file and its columns: with them
     the claims pair two runs' differences over the same images (common/rules.py)."""
-    table = np.stack([np.asarray(v, np.float64) for v in columns.values()], 1)
-    np.save(Path(stage) / PER_IMAGE, table.astype(np.float32))
+    np.save(Path(stage) / PER_IMAGE, np.stack([np.asarray(v, np.float32)
+                                               for v in columns.values()], 1))
     return {"test_per_image": {"file": PER_IMAGE, "columns": list(columns)}}
 
 

@@ -322,4 +322,5 @@ def test_a_per_image_file_without_the_column_is_missing(repo):
     nice_study(repo, flow.TEN, [-1880, -1875, -1870], [3200, 3201, 3202], iw([3184, 3185, 3186]))
     store_per_image(repo, flow.TEN, [-1880, -1875, -1870], iw([3184, 3185, 3186]))
     with pytest.raises(committed.Missing, match="the column nll of results/claims/nice_10"):
-        committed.images(committed.seed_runs(flow.TEN), "nll")
+        folders = committed.seed_runs(flow.TEN)
+        committed.column(committed.images(folders), "nll", folders)

@@ -34,14 +34,13 @@ class Metrics(dict):
         raise Missing(f"{key} of results/{self.folder}")
 
 
-def per_image(folder, key):
-    """{column: each test image's value} of the file that metrics.json's `key` names ({"file",
-    "columns"}), checked against the run's manifest; Missing for a run from before the file."""
+def per_image(folder, where):
+    """{column: each test image's value} of a run's per-image file, `where` being its
+    metrics.json entry ({"file", "columns"}), checked against the run's manifest."""
     import io
 
     import numpy as np
 
-    where = metrics(folder)[key]
     data = journal.read_published(REPO / "results" / folder, where["file"], binary=True)
     table = np.load(io.BytesIO(data), allow_pickle=False)
     return {c: table[:, i] for i, c in enumerate(where["columns"])}
@@ -87,24 +86,32 @@ def best_within(folder, epochs, need=MIN_SEEDS):
 PER_IMAGE = "test_per_image"  # metrics.json's key naming a run's per-image file and columns
 
 
-def images(folders, column):
-    """Each run's per-image values of `column`, or None if a run predates the file."""
-    if not all(PER_IMAGE in metrics(f) for f in folders):
+def images(folders):
+    """Each run's per-image table ({column: values}, each file read once), or None if a run
+    predates the file."""
+    runs = [metrics(f) for f in folders]
+    if not all(PER_IMAGE in m for m in runs):
         return None
-    tables = [per_image(f, PER_IMAGE) for f in folders]
+    return [per_image(f, m[PER_IMAGE]) for f, m in zip(folders, runs)]
+
+
+def column(tables, name, folders):
+    """Each run's values of the column `name` of `images`' tables (None stays None)."""
+    if tables is None:
+        return None
     for f, table in zip(folders, tables):
-        if column not in table:
-            raise Missing(f"the column {column} of results/{f}'s per-image file")
-    return [table[column] for table in tables]
+        if name not in table:
+            raise Missing(f"the column {name} of results/{f}'s per-image file")
+    return [table[name] for table in tables]
 
 
-def arm(label, folder, key, se_key=None, need=MIN_SEEDS, column=None):
+def arm(label, folder, key, se_key=None, need=MIN_SEEDS, per_image_column=None):
     """An `Arm` of a seed study's values of `key` (and their standard errors over images, and
-    each image's value, the per-image file's `column`, where every seed stores it)."""
+    each image's value, the per-image file's `per_image_column`, where every seed stores it)."""
     folders = seed_runs(folder, need)
     runs = [metrics(f) for f in folders]
     return Arm(label, [m[key] for m in runs], [m[se_key] for m in runs] if se_key else None,
-               images(folders, column) if column else None)
+               column(images(folders), per_image_column, folders) if per_image_column else None)
 
 
 def figure(folder, name, label):
@@ -133,7 +140,7 @@ def not_measured(what):
 def departure(what, folder, baseline):
     """A measured difference, no verdict: `folder`'s seeds against `baseline`'s."""
     def measure():
-        pair = [arm(label, f, "test_nll", "test_nll_stderr", column="nll")
+        pair = [arm(label, f, "test_nll", "test_nll_stderr", per_image_column="nll")
                 for label, f in (("script's loss", baseline), (what, folder))]
         nll = f"{lower(*pair, digits=2)[0]} (test images' error {pairing([pair])})"
         elbo = lower(arm("script's loss", baseline, "test_neg_elbo"),

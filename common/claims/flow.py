@@ -2,7 +2,8 @@
 import math
 
 from common.claims.committed import (
-    FLOW, Claim, arm, best_within, figure, history, images, metrics, seed_runs, seed_values)
+    FLOW, Claim, arm, best_within, column, figure, history, images, metrics, seed_runs,
+    seed_values)
 from common.rules import (
     INCONCLUSIVE, LOWER_RULE, MIN_SEEDS, NOT_SUPPORTED, SUPPORTED, Arm, Missing, apart, combine,
     each_seed, images_variance, judged, lower, mean_sd, num, paired, paired_parts, pairing, same,
@@ -31,8 +32,9 @@ PLACEMENTS = ("below", "centred", "above")
 def loss_arm(label, folder):
     """The blog's metric, each seed's best test loss in 10 epochs, with each test image's
     value at the kept weights where the seeds store them."""
+    folders = seed_runs(folder, MIN_SEEDS)
     return Arm(label, best_within(folder, 10),
-               per_image=images(seed_runs(folder, MIN_SEEDS), "neg_log_density"))
+               per_image=column(images(folders), "neg_log_density", folders))
 
 
 def iw_arms(label, folder):
@@ -44,8 +46,9 @@ def iw_arms(label, folder):
     if any("test_iw_nll_by_bins" not in m for m in runs):
         return None, None
     bins = {p: [m["test_iw_nll_by_bins"][p] for m in runs] for p in PLACEMENTS}
+    tables = images(folders)
     return ({p: Arm(label, [b["nll"] for b in v], [b["image_se"] for b in v],
-                    images(folders, f"iw_nll_{p}")) for p, v in bins.items()},
+                    column(tables, f"iw_nll_{p}", folders)) for p, v in bins.items()},
             max(b["mc_se"] for v in bins.values() for b in v))
 
 

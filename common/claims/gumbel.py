@@ -18,7 +18,7 @@ def gs_compare(better, worse, runs=GS_RUNS):
     compared (for `pairing`)."""
     parts, pairs = [], []
     for what, key, se, column in GS_METRICS:
-        pair = [arm(n, runs[n], key, se, column=column) for n in (better, worse)]
+        pair = [arm(n, runs[n], key, se, per_image_column=column) for n in (better, worse)]
         parts.append(lower(*pair, f"{what}: "))
         pairs.append(pair)
     return parts, pairs
