@@ -177,13 +177,25 @@ def each_seed(values, passes):
     return SUPPORTED if all(ok) else NOT_SUPPORTED if not any(ok) else INCONCLUSIVE
 
 
+PARTS_RULE = ("the parts combined: supported if every part is, not supported if one is and "
+              "none is supported, mixed if some are supported and some not, inconclusive "
+              "otherwise")
+
+
 def combine(verdicts):
-    """One verdict from the parts': theirs where all agree; mixed where some are supported and
-    some not; inconclusive where the rest agree but one or more parts are inconclusive."""
+    """One verdict from the parts' (PARTS_RULE): supported if every part is; not supported if
+    one or more are and none is supported, since a claim that needs every part fails on one
+    decisive failure whatever the undecided parts show; mixed if some parts are supported and
+    some not (a mixed part counts as both); inconclusive otherwise, where no part fails and one
+    or more are undecided."""
     found = set(verdicts)
     if len(found) == 1:
         return verdicts[0]
-    return MIXED if {SUPPORTED, NOT_SUPPORTED} <= found else INCONCLUSIVE
+    held = bool(found & {SUPPORTED, MIXED})
+    failed = bool(found & {NOT_SUPPORTED, MIXED})
+    if failed:
+        return MIXED if held else NOT_SUPPORTED
+    return INCONCLUSIVE
 
 
 def judged(parts):

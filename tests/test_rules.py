@@ -45,8 +45,12 @@ def test_one_seed_is_not_enough_for_a_difference():
 @pytest.mark.parametrize("parts, expected", [
     ([SUPPORTED, SUPPORTED], SUPPORTED), ([NOT_SUPPORTED] * 3, NOT_SUPPORTED),
     ([SUPPORTED, NOT_SUPPORTED], MIXED), ([SUPPORTED, INCONCLUSIVE], INCONCLUSIVE),
-    ([SUPPORTED, INCONCLUSIVE, NOT_SUPPORTED], MIXED), ([INCONCLUSIVE], INCONCLUSIVE)])
+    ([SUPPORTED, INCONCLUSIVE, NOT_SUPPORTED], MIXED), ([INCONCLUSIVE], INCONCLUSIVE),
+    # one decisive failure and no part supported: the claim fails, whatever is undecided
+    ([NOT_SUPPORTED, INCONCLUSIVE, INCONCLUSIVE], NOT_SUPPORTED),
+    ([MIXED, INCONCLUSIVE], MIXED), ([MIXED, SUPPORTED], MIXED), ([MIXED, NOT_SUPPORTED], MIXED)])
 def test_combine(parts, expected):
+    """Each verdict that PARTS_RULE names, from the parts that give it."""
     assert combine(parts) == expected
 
 

@@ -51,8 +51,19 @@ def departures_table():
     return "\n".join(lines)
 
 
+def shorter_runs():
+    """Why the rows that run shorter than the blog do, each post's reason from its runs."""
+    reasons = []
+    for reason in (flow.ten_epochs, gumbel.ten_epochs):
+        try:
+            reasons.append(reason())
+        except Missing as e:
+            reasons.append(f"(A reason not measured yet: {e} is missing.)")
+    return " ".join(reasons)
+
+
 def table():
-    return (claims_table() + "\n\nNot claims, so measured without a verdict: where the "
+    return (claims_table() + "\n\n" + shorter_runs() + "\n\nNot claims, so measured without a verdict: where the "
             "scripts depart from a post's equation (as the blog's own code does), a statement "
             "the post makes about form only, and the setting the post leaves to the user.\n\n"
             + departures_table())

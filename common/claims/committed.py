@@ -46,6 +46,14 @@ def per_image(folder, where):
     return {c: table[:, i] for i, c in enumerate(where["columns"])}
 
 
+def config(folder):
+    """results/<folder>/config.json (the run's settings), checked against its manifest."""
+    path = REPO / "results" / folder
+    if not (path / "config.json").exists():
+        raise Missing(f"results/{folder}")
+    return json.loads(journal.read_published(path, "config.json"))
+
+
 def history(folder):
     path = REPO / "results" / folder / "history.csv"
     if not path.exists():
