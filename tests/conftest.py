@@ -17,6 +17,16 @@ from simulate import KillAt  # noqa: E402
 
 
 @pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """An empty repository for the claims' readers (common/claims/committed.py) to read fake
+    committed runs from."""
+    from common.claims import committed
+
+    monkeypatch.setattr(committed, "REPO", tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def killed_then_resumed():
     """Run a script's `main(argv)` for 2 epochs, killed as its second epoch starts, then again.
 

@@ -7,16 +7,10 @@ import zlib
 import pytest
 
 from common import claims, run
-from common.claims import committed, flow, gaussian, gumbel
+from common.claims import committed, flow, gaussian, gumbel, vmf
 from common.rules import INCONCLUSIVE, MIXED, NOT_SUPPORTED, SUPPORTED
 
 pytestmark = pytest.mark.quick
-
-
-@pytest.fixture
-def repo(tmp_path, monkeypatch):
-    monkeypatch.setattr(committed, "REPO", tmp_path)
-    return tmp_path
 
 
 def publish(repo, folder, history=None, **metrics):
@@ -346,3 +340,32 @@ def test_the_shorter_runs_reason_comes_from_the_runs(repo):
     text = claims.shorter_runs()
     assert "τ schedule is at 0.0124, 0.0024 above its floor 0.01" in text
     assert "move it by −14.0 and −14.0 nats" in text and text.count("not measured yet") == 1
+
+
+def vmf_bench(repo, large="finite", draw_s=0.08, unshifted="overflows"):
+    """A vmf_table.py output with the fields the 8404 row reads."""
+    path = repo / vmf.VMF_BENCH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("the seed-0 uniforms behind every table below: KS 9.61e-04 from U(0, 1)\n"
+                    "d=4    kappa=1000     KS in [9.50e-04, 1.05e-03]\n"
+                    f"build_s=0.0273 peak_mb=3.7 blog_build_s=2.146 blog_peak_mb=632 speedup=79 "
+                    f"max_ks=1.05e-03 blog_large_kappa={large} blog_large_kappa_max_ks=1.10e-03 "
+                    f"blog_unshifted={unshifted} blog_cached_draw_s={draw_s}\n")
+
+
+@pytest.mark.parametrize("large, draw_s, expected", [
+    ("finite", 0.08, SUPPORTED), ("failed", 3.0, NOT_SUPPORTED), ("failed", 0.08, MIXED),
+    ("finite", 1.5, MIXED)])
+def test_vmf_recipe_row_judges_the_posts_recipe(repo, large, draw_s, expected):
+    """The post's recipe must give finite draws at large κ and draw fast from its cached CDF."""
+    vmf_bench(repo, large, draw_s)
+    line = row(vmf.kappa_thousands)
+    assert verdict(line) == expected and "without the subtraction of the maximum it overflows" in line
+
+
+def test_vmf_recipe_row_waits_for_the_benchmarks_new_fields(repo):
+    path = repo / vmf.VMF_BENCH
+    path.parent.mkdir(parents=True)
+    path.write_text("build_s=0.0273 peak_mb=3.7 blog_build_s=2.146 max_ks=1.05e-03\n")
+    assert "not run yet (blog_large_kappa in results/benchmarks/vmf_table.txt is missing)" in row(
+        vmf.kappa_thousands)

@@ -45,12 +45,13 @@ def test_rows_come_from_metrics_and_skip_missing_runs(repo):
     write_metrics(repo, "nice_precision/float32", test_loss=-1932.0, test_nll=-1211.5,
                   test_bits_per_dim=5.77)
     lines = report.table().splitlines()
-    assert len(lines) == 5  # header, rule and the three runs present; the others are skipped
+    # header, rule and the three runs present (the others are skipped), then the note on NICE
+    assert len(lines) == 7 and lines[6] == report.NICE_EPOCH
     assert lines[2] == ("| vMF-VAE, `vae_vmf_keras.py` | 30 | 1 | 151.12 | none given | 154.4 | "
                         "139.46 | — | 12.3 | 6.2 + 1.0 |")
     # NICE reports the loss of the weights it kept, with a true minus sign
     assert lines[3].startswith("| NICE, `nice.py` | 30 | 1 | −1932.20 | about −2200")
-    assert lines[3].endswith("| — | 3120.51 | 5.742 | 12.3 | 6.2 + — |")
+    assert lines[3].endswith("| — | 3120.51<br>(plain, bins above) | 5.742 | 12.3 | 6.2 + — |")
     assert lines[4].endswith("| — | — | — | 12.3 | 6.2 + — |")
 
 

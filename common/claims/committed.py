@@ -2,10 +2,11 @@
 run's manifest), links to their figures, the `Claim` row, and `departure`, a measured
 difference without a verdict."""
 import json
+import statistics
 from pathlib import Path
 
 from common import journal
-from common.rules import MIN_SEEDS, Arm, Missing, lower, mean_sd, pairing
+from common.rules import MIN_SEEDS, Arm, Missing, lower, mean_sd, num, pairing
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -153,9 +154,13 @@ def departure(what, folder, baseline):
         nll = f"{lower(*pair, digits=2)[0]} (test images' error {pairing([pair])})"
         elbo = lower(arm("script's loss", baseline, "test_neg_elbo"),
                      arm(what, folder, "test_neg_elbo"), digits=2)[0]
-        extra = ""
+        gain = lambda f: num(statistics.mean(seed_values(f, "test_neg_elbo"))  # noqa: E731
+                             - statistics.mean(seed_values(f, "test_nll")), 2)
+        extra = (f"; the NLL's gain over the −ELBO (importance sampling's, "
+                 f"{metrics(folder)['is_samples']} samples): "
+                 f"{gain(folder)} for {what}, {gain(baseline)} for the script's loss")
         if "latent_mean_sigma" in metrics(folder):
-            extra = ("; mean posterior σ " + mean_sd(seed_values(folder, "latent_mean_sigma"), 4)
+            extra += ("; mean posterior σ " + mean_sd(seed_values(folder, "latent_mean_sigma"), 4)
                      + " against " + mean_sd(seed_values(baseline, "latent_mean_sigma"), 4))
         return f"test NLL (Bernoulli decoder, nats): {nll}; −ELBO: {elbo}{extra}"
     return measure

@@ -50,7 +50,9 @@ DEPARTURES = [
     (f"{GAUSS} 空间正则", "事实上，这前面两项loss结合起来，就已经非常接近标准的变分自编码器了。<br>*In "
      "fact, the two losses together (eq. 2's sampled reconstruction and eq. 3's regulariser "
      "‖μ‖² + ‖σ − 1‖²) already come very close to the standard VAE.* A statement about the "
-     "objective's form, which the post does not test; trained, eq. 3's posterior σ collapses",
+     "objective's form, which the post does not test; trained, eq. 3's posterior σ collapses, "
+     "and for so narrow a posterior the importance-sampled NLL, an upper bound, may be far "
+     "from the likelihood itself",
      "python -m common.seeds vae_keras --seeds 0 1 2 --results results/claims/vae_eq3 -- "
      "--regulariser eq3", departure("eq. 3", "claims/vae_eq3/vae_keras", VAE)),
     (f"{GAUSS} 空间正则", "将两项目标组合起来，就得到最终的变分自编码器了<br>*Combining the two "
