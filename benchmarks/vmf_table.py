@@ -70,25 +70,32 @@ def strict(fn, *args):
         return e
 
 
+def unshifted_overflows():
+    """Whether the recipe without the subtraction of the maximum overflows (d = 4, the first
+    large kappa), printed."""
+    unshifted = strict(blog_cdf, LARGE_KAPPAS[0], 4, 1e-7, False)
+    overflows = isinstance(unshifted, Exception) or not np.all(np.isfinite(unshifted[1]))
+    print(f"blog recipe without subtracting the maximum, d=4 kappa={LARGE_KAPPAS[0]:g}: "
+          + (f"fails ({unshifted!r:.80})" if overflows else "finite"), flush=True)
+    return overflows
+
+
 def blog_large_kappa():
     """The recipe at every d and large kappa, strict: ("finite", its largest KS upper bound) or
-    ("failed", the first error); and whether the unshifted recipe overflows there."""
+    ("failed:d=D,kappa=K", nan) at the first failure; and whether the unshifted recipe
+    overflows (`unshifted_overflows`)."""
     worst = 0.0
     for dims in DIMS:
         for kappa in LARGE_KAPPAS:
             draws = strict(blog_recipe, kappa, dims, SIZE, 0)
             if isinstance(draws, Exception) or not np.all(np.isfinite(draws)):
                 print(f"blog recipe d={dims} kappa={kappa:g}: failed ({draws!r:.80})", flush=True)
-                return "failed", float("nan"), None
+                return f"failed:d={dims},kappa={kappa:g}", float("nan"), unshifted_overflows()
             lo, hi = ks_distance(draws, kappa, dims)
             worst = max(worst, hi)
             print(f"blog recipe d={dims:<4d} kappa={kappa:<8g} finite, KS in [{lo:.2e}, {hi:.2e}]",
                   flush=True)
-    unshifted = strict(blog_cdf, LARGE_KAPPAS[0], 4, 1e-7, False)
-    overflows = isinstance(unshifted, Exception) or not np.all(np.isfinite(unshifted[1]))
-    print(f"blog recipe without subtracting the maximum, d=4 kappa={LARGE_KAPPAS[0]:g}: "
-          + (f"fails ({unshifted!r:.80})" if overflows else "finite"), flush=True)
-    return "finite", worst, overflows
+    return "finite", worst, unshifted_overflows()
 
 
 def measure(build, repeats):

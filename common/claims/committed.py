@@ -47,14 +47,6 @@ def per_image(folder, where):
     return {c: table[:, i] for i, c in enumerate(where["columns"])}
 
 
-def config(folder):
-    """results/<folder>/config.json (the run's settings), checked against its manifest."""
-    path = REPO / "results" / folder
-    if not (path / "config.json").exists():
-        raise Missing(f"results/{folder}")
-    return json.loads(journal.read_published(path, "config.json"))
-
-
 def history(folder):
     path = REPO / "results" / folder / "history.csv"
     if not path.exists():
@@ -156,8 +148,9 @@ def departure(what, folder, baseline):
                      arm(what, folder, "test_neg_elbo"), digits=2)[0]
         gain = lambda f: num(statistics.mean(seed_values(f, "test_neg_elbo"))  # noqa: E731
                              - statistics.mean(seed_values(f, "test_nll")), 2)
+        samples = sorted({metrics(f)["is_samples"] for f in (folder, baseline)})
         extra = (f"; the NLL's gain over the −ELBO (importance sampling's, "
-                 f"{metrics(folder)['is_samples']} samples): "
+                 f"{' and '.join(map(str, samples))} samples): "
                  f"{gain(folder)} for {what}, {gain(baseline)} for the script's loss")
         if "latent_mean_sigma" in metrics(folder):
             extra += ("; mean posterior σ " + mean_sd(seed_values(folder, "latent_mean_sigma"), 4)

@@ -29,8 +29,7 @@ def ten_epochs():
             f"each arm's 3 seeds at 30 epochs would take about {seconds * 90 / 3600:.1f} h. "
             f"After 10 epochs the blog's settings reach a best test loss of "
             f"{mean_sd(best_within('nice', 10))}, against {mean_sd(best_within('nice', 30))} "
-            "after 30 (the default study): those rows compare flows a third of the way through "
-            "training, not converged ones.")
+            "after 30 (the default study).")
 
 
 def dequantised(label, folder):
