@@ -200,6 +200,18 @@ NICE_EPOCH = ("NICE's loss and bound are those of the epoch with the best test l
               "the test set as the original script does, which flatters them")
 
 
+def notes(lines, where=""):
+    """The lines under a results table: what its † marks (`where` says where to look) and, with
+    a NICE row, which epoch NICE's figures are from."""
+    found = []
+    if any(MIXED in line for line in lines[2:]):
+        found.append(f"{MIXED} over seeds whose estimates use different numbers of test images"
+                     + (f" {where}" if where else ""))
+    if any(line.startswith("| NICE") for line in lines):
+        found.append(NICE_EPOCH)
+    return ["", "<br>".join(found)] if found else []
+
+
 def bound_label(m):
     """Which of NICE's bounds a row's NLL is (bins above each pixel, as every NICE run has
     them); empty for the VAEs."""
@@ -237,14 +249,7 @@ def table():
              "training + evaluation |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [r for r in (row(*m) for m in models()) if r]
-    notes = []
-    if any(MIXED in line for line in lines[2:]):
-        notes.append(f"{MIXED} over seeds whose estimates use different numbers of test images "
-                     "(`is_images` in the model's seeds.json)")
-    if any(line.startswith("| NICE") for line in lines):
-        notes.append(NICE_EPOCH)
-    lines += ["", "<br>".join(notes)] if notes else []
-    return "\n".join(lines)
+    return "\n".join(lines + notes(lines, "(`is_images` in the model's seeds.json)"))
 
 
 # The blog's figure to hold our seeds against: (results folder, what, epoch or None for the value in
@@ -361,13 +366,7 @@ def summary_table():
     refs = references()  # the original reruns' logs, read once for every row
     lines += [r for r in (summary_row(f, label, blogs[f], refs) for f, label in summary_rows())
               if r]
-    notes = []
-    if any(MIXED in line for line in lines[2:]):
-        notes.append(f"{MIXED} over seeds whose estimates use different numbers of test images")
-    if any(line.startswith("| NICE") for line in lines):
-        notes.append(NICE_EPOCH)
-    lines += ["", "<br>".join(notes)] if notes else []
-    return "\n".join(lines)
+    return "\n".join(lines + notes(lines))
 
 
 # The generated blocks of each document: (file, start marker, end marker, generator)

@@ -2,7 +2,6 @@
 run's manifest), links to their figures, the `Claim` row, and `departure`, a measured
 difference without a verdict."""
 import json
-import statistics
 from pathlib import Path
 
 from common import journal
@@ -144,14 +143,15 @@ def departure(what, folder, baseline):
         pair = [arm(label, f, "test_nll", "test_nll_stderr", per_image_column="nll")
                 for label, f in (("script's loss", baseline), (what, folder))]
         nll = f"{lower(*pair, digits=2)[0]} (test images' error {pairing([pair])})"
-        elbo = lower(arm("script's loss", baseline, "test_neg_elbo"),
-                     arm(what, folder, "test_neg_elbo"), digits=2)[0]
-        gain = lambda f: num(statistics.mean(seed_values(f, "test_neg_elbo"))  # noqa: E731
-                             - statistics.mean(seed_values(f, "test_nll")), 2)
+        elbos = [arm(label, f, "test_neg_elbo")
+                 for label, f in (("script's loss", baseline), (what, folder))]
+        elbo = lower(*elbos, digits=2)[0]
+        # importance sampling's gain over the −ELBO, baseline then `what`, from the same arms
+        gain = [num(e.mean - n.mean, 2) for e, n in zip(elbos, pair)]
         samples = sorted({metrics(f)["is_samples"] for f in (folder, baseline)})
         extra = (f"; the NLL's gain over the −ELBO (importance sampling's, "
                  f"{' and '.join(map(str, samples))} samples): "
-                 f"{gain(folder)} for {what}, {gain(baseline)} for the script's loss")
+                 f"{gain[1]} for {what}, {gain[0]} for the script's loss")
         if "latent_mean_sigma" in metrics(folder):
             extra += ("; mean posterior σ " + mean_sd(seed_values(folder, "latent_mean_sigma"), 4)
                      + " against " + mean_sd(seed_values(baseline, "latent_mean_sigma"), 4))
