@@ -40,8 +40,9 @@ Deviations from the original:
   `--gradient-draws N` measures the variance of the score-function (REINFORCE) gradient against
   the reparameterised one on the trained encoder and decoder, and the reparameterised
   gradient's size at taus from 1 to 0.01.
-- The convolutions are Keras' layers, which on JAX compute their sums as matrix products
-  (`common/kernels.py`: the same sums, several times faster there for the transposed ones).
+- The convolutions are Keras' layers, which on JAX compute their sums as matrix products and
+  on PyTorch hand PyTorch the channels-last input as it lies (`common/kernels.py`: the same
+  sums, several times faster there for the transposed ones).
 - `--precision bfloat16` (opt-in): the hidden layers' products in bfloat16 by Keras' mixed
   policy; weights, the code's logits, the Gumbel-Softmax and the loss stay float32
   (results/benchmarks/ says what it trades).

@@ -25,13 +25,15 @@ trainer runs its step):
     and, for the models of Dense layers only, the step's matrix products alone (forward, and
     the backward products) in one compiled function at its shapes: about the most the
     machine's matrix-product kernels allow at those shapes;
-  - for the Gumbel-Softmax model, the gradients alone again with Keras' own Conv2DTranspose
-    in place of the script's (common/kernels.py; they differ on JAX only), alternating; and
+  - for the Gumbel-Softmax model, the gradients alone again with Keras' own Conv2D and
+    Conv2DTranspose in place of the script's (common/kernels.py; they differ on JAX and
+    PyTorch), alternating; and
     each convolution alone at the training batch, its forward pass and its gradients (of its
     input and its weights), each also as Keras' own layer;
   - the Gumbel-Softmax NLL's decoding: one-hot codes through the decoder as the script scores
     its importance samples (one compiled call per batch of `NLL_DECODE_BATCH` codes), in three
-    rounds alternating with the matrix product; then,
+    rounds alternating with the matrix product and with the same decoder built from Keras' own
+    convolution layers; then,
     for comparison, in batches of 100, 200, 500, 1000 and 2000, by `predict` (the script's way
     before) and by one compiled call per batch; and each of the decoder's layers alone, at
     batches of 1000 (where a call's fixed cost is small beside its work), and their sum.
@@ -438,21 +440,22 @@ def alternating(parts, rounds, repeats):
     return {k: min(v) for k, v in times.items()}
 
 
-def stock_convolutions_model(module, cfg):
-    """The Gumbel-Softmax model with Keras' own Conv2DTranspose in place of common/kernels.py's
-    (on JAX the only difference is how the kernels' gradient is computed)."""
-    script_layer, kernels.Conv2DTranspose = kernels.Conv2DTranspose, keras.layers.Conv2DTranspose
+def stock_convolutions_models(module, cfg):
+    """The Gumbel-Softmax models (vae, encoder, decoder) with Keras' own Conv2D and
+    Conv2DTranspose in place of common/kernels.py's (they differ on JAX and PyTorch only)."""
+    script_layers = kernels.Conv2D, kernels.Conv2DTranspose
+    kernels.Conv2D, kernels.Conv2DTranspose = keras.layers.Conv2D, keras.layers.Conv2DTranspose
     try:
         keras.utils.set_random_seed(0)
-        return module.build_models(cfg)[0]
+        return module.build_models(cfg)
     finally:
-        kernels.Conv2DTranspose = script_layer
+        kernels.Conv2D, kernels.Conv2DTranspose = script_layers
 
 
 def conv_gradient_times(module, cfg, model, x, rounds=3, repeats=5):
-    """Best seconds of the gradients alone (step_parts) with the script's transposed
-    convolutions and with Keras' own, alternating."""
-    stock = stock_convolutions_model(module, cfg)
+    """Best seconds of the gradients alone (step_parts) with the script's convolutions and
+    with Keras' own, alternating."""
+    stock = stock_convolutions_models(module, cfg)[0]
     parts = {"script": step_parts(model, x, None, cfg.batch_size)["gradients"],
              "keras": step_parts(stock, x, None, cfg.batch_size)["gradients"]}
     return alternating(parts, rounds, repeats)
@@ -496,7 +499,7 @@ def layer_gradient(layer, x):
 def convolution_gradient_times(model, batch, rounds=3, repeats=5):
     """(name, {formulation: best ms}) of each convolution of `model` alone at the training
     batch (layer_gradient on random inputs of the layer's input shape): the script's layer and
-    Keras' own with the same weights (they differ on JAX only), alternating."""
+    Keras' own with the same weights (they differ on JAX and PyTorch), alternating."""
     rows = []
     for layer, _ in counted_layers(model):
         if not isinstance(layer, CONVOLUTIONS):
@@ -611,27 +614,30 @@ def main():
                 print(f"{name} {torch_compile_line(t, what)}", flush=True)
         if name == "gs":
             conv = conv_gradient_times(module, cfg, model, x)
-            print(f"gs gradients alone with the decoder's transposed convolutions as the script "
-                  f"has them (common/kernels.py) {conv['script'] * 1e3:.2f} ms, with Keras' own "
-                  f"Conv2DTranspose {conv['keras'] * 1e3:.2f} ms", flush=True)
+            print(f"gs gradients alone with the convolutions as the script has them "
+                  f"(common/kernels.py) {conv['script'] * 1e3:.2f} ms, with Keras' own Conv2D "
+                  f"and Conv2DTranspose {conv['keras'] * 1e3:.2f} ms", flush=True)
             alone = "; ".join(
                 f"{name} " + ", ".join(f"{k} {ms:.2f} ms" for k, ms in t.items())
                 for name, t in convolution_gradient_times(model, cfg.batch_size))
             print("    each convolution alone, forward and gradients at the training batch: "
                   + alone, flush=True)
             decoder = module.build_models(cfg)[2]
+            stock_decoder = stock_convolutions_models(module, cfg)[2]
             classes_shape = (cfg.num_latents, cfg.classes_per_latent)
-            product, decodes = matmul(), []
+            product, decodes, stock_decodes = matmul(), [], []
             for _ in range(3):  # alternating, as the training step's rounds
                 rate = max(rate, matmul_rate(best_seconds(product, 5)))
                 decodes.append(decode_rate(decoder, classes_shape))
+                stock_decodes.append(decode_rate(stock_decoder, classes_shape))
             best_rate = max(best_rate, rate)
             nll_rate, per_code = max(decodes)
             fractions["gs_nll"] = nll_rate / rate
             print(f"gs NLL decode: {per_code / 1e6:.2f} MFLOP per code, {nll_rate / 1e9:.1f} "
                   f"GFLOP/s, {fractions['gs_nll']:.2f} of the matrix-product rate "
-                  f"({rate / 1e9:.1f} GFLOP/s, the best over the step's and these rounds)",
-                  flush=True)
+                  f"({rate / 1e9:.1f} GFLOP/s, the best over the step's and these rounds); "
+                  f"with Keras' own transposed convolutions {max(stock_decodes)[0] / 1e9:.1f} "
+                  "GFLOP/s", flush=True)
             layers = decode_layer_rates(decoder, classes_shape)
             print("    per layer, batches of 1000: " + "; ".join(
                 f"{name} {ms:.1f} ms per 1000 codes, {r:.1f} GFLOP/s" for name, ms, r in layers)

@@ -12,9 +12,15 @@ are then interleaved. JAX differentiates that as one matrix product and shifts.
 `Conv2D` likewise: on JAX a strided 'same' convolution is one matrix product of the k²
 shifted, strided views of the padded input, side by side, with the kernel (im2col), which XLA:CPU
 runs and differentiates faster than its convolution at the encoder's shapes.
-`python benchmarks/roofline.py --backend jax --scripts gs` times the model's gradients with
-and without the transposed layer, and each convolution alone as here and as Keras' own. Every
-other backend runs Keras' own.
+On PyTorch the sums are PyTorch's own convolutions, given the input as it lies: Keras' PyTorch
+backend first copies a channels-last input into a contiguous channels-first one, which sends
+oneDNN to its slower channels-first kernels, and crops a transposed convolution's output only
+after that copy. A permuted view of a channels-last tensor is what PyTorch calls its
+channels_last memory format, which oneDNN computes directly (`conv_transpose_channels_last`,
+`conv_channels_last`).
+`python benchmarks/roofline.py --backend jax|torch --scripts gs` times the model's gradients with
+and without the transposed layer, and each convolution alone as here and as Keras' own.
+TensorFlow runs Keras' own.
 """
 import keras
 
@@ -82,38 +88,71 @@ def conv_by_columns(x, kernel, stride):
         n, ho, wo, o)
 
 
+def conv_transpose_channels_last(x, kernel, stride):
+    """Keras' 'same' transposed convolution with a square kernel, channels last, in PyTorch:
+    x (n, h, w, i) and the kernel (k, k, o, i) -> (n, s·h, s·w, o), PyTorch's unpadded transposed
+    convolution of the channels_last view, cropped to Keras' window (from c = k − 1 − the left
+    padding)."""
+    import torch
+
+    k = kernel.shape[0]
+    _, h, w, _ = x.shape
+    full = torch.nn.functional.conv_transpose2d(x.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1),
+                                                stride=stride)
+    c = k - 1 - _same_left_pad(k, stride)
+    return full[:, :, c: c + stride * h, c: c + stride * w].permute(0, 2, 3, 1)
+
+
+def conv_channels_last(x, kernel, stride):
+    """Keras' 'same' convolution with a square kernel, channels last, in PyTorch: x (n, h, w, i)
+    and the kernel (k, k, i, o) -> (n, ⌈h/s⌉, ⌈w/s⌉, o), padded as Keras pads (the odd pixel
+    after), then PyTorch's convolution of the channels_last view."""
+    import torch
+
+    k = kernel.shape[0]
+    _, h, w, _ = x.shape
+    pads = [max((-(-size // stride) - 1) * stride + k - size, 0) for size in (h, w)]
+    x = torch.nn.functional.pad(x, (0, 0, pads[1] // 2, pads[1] - pads[1] // 2,
+                                    pads[0] // 2, pads[0] - pads[0] // 2))
+    return torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1),
+                                      stride=stride).permute(0, 2, 3, 1)
+
+
 def _by_taps(layer):
-    """True where the layer is computed here: JAX, 'same' padding, channels last, a square
-    kernel, equal strides, no dilation, one group, no output padding."""
-    return (keras.backend.backend() == "jax" and layer.padding == "same"
+    """True where the layer is computed here: JAX or PyTorch, 'same' padding, channels last, a
+    square kernel, equal strides, no dilation, one group, no output padding."""
+    return (keras.backend.backend() in ("jax", "torch") and layer.padding == "same"
             and layer.data_format == "channels_last" and tuple(layer.dilation_rate) == (1, 1)
             and len(set(layer.kernel_size)) == 1 and len(set(layer.strides)) == 1
             and getattr(layer, "groups", 1) == 1 and getattr(layer, "output_padding", None) is None)
 
 
 class _ByTaps:
-    """What both layers share: Keras' own call unless `_by_taps`; else `_sums` (a function of
-    the input, the kernel and the stride), then the bias and the activation as Keras adds them."""
+    """What both layers share: Keras' own call unless `_by_taps`; else the backend's entry of
+    `_sums` (a function of the input, the kernel and the stride), then the bias and the
+    activation as Keras adds them."""
 
     def call(self, inputs):
         if not _by_taps(self):
             return super().call(inputs)
         kernel = keras.ops.cast(self.kernel, inputs.dtype)
-        outputs = self._sums(inputs, kernel, self.strides[0])
+        outputs = self._sums[keras.backend.backend()](inputs, kernel, self.strides[0])
         if self.use_bias:
             outputs = keras.ops.add(outputs, keras.ops.reshape(self.bias, (1, 1, 1, self.filters)))
         return self.activation(outputs) if self.activation is not None else outputs
 
 
 class Conv2D(_ByTaps, keras.layers.Conv2D):
-    """Keras' Conv2D; on JAX, where `_by_taps`, one matrix product (the module's docstring).
-    Same name, weights and outputs (to rounding)."""
+    """Keras' Conv2D; where `_by_taps`, on JAX one matrix product, on PyTorch its convolution of
+    the channels_last view (the module's docstring). Same name, weights and outputs (to
+    rounding)."""
 
-    _sums = staticmethod(conv_by_columns)
+    _sums = {"jax": conv_by_columns, "torch": conv_channels_last}
 
 
 class Conv2DTranspose(_ByTaps, keras.layers.Conv2DTranspose):
-    """Keras' Conv2DTranspose; on JAX, where `_by_taps`, computed tap by tap (the module's
-    docstring). Same name, weights and outputs (to rounding)."""
+    """Keras' Conv2DTranspose; where `_by_taps`, on JAX computed tap by tap, on PyTorch its
+    transposed convolution of the channels_last view (the module's docstring). Same name,
+    weights and outputs (to rounding)."""
 
-    _sums = staticmethod(conv_transpose_by_taps)
+    _sums = {"jax": conv_transpose_by_taps, "torch": conv_transpose_channels_last}

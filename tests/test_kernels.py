@@ -1,6 +1,7 @@
-"""common/kernels.py: the transposed convolution tap by tap against its definition (itself
-checked against keras.ops.conv_transpose), the convolution by columns against keras.ops.conv,
-and both layers' outputs and JAX gradients against Keras' layers, at strides 1, 2 and 3 (the
+"""common/kernels.py: the transposed convolution tap by tap and PyTorch's on the channels_last
+view against its definition (itself checked against keras.ops.conv_transpose), the convolution
+by columns and PyTorch's on the channels_last view against keras.ops.conv, and both layers'
+outputs and JAX or PyTorch gradients against Keras' layers, at strides 1, 2 and 3 (the
 Gumbel-Softmax model has 1 and 2)."""
 import keras
 import numpy as np
@@ -43,6 +44,10 @@ def test_the_taps_compute_keras_transposed_convolution(strides, shape):
     got = np.asarray(kernels.conv_transpose_by_taps(x.astype("float32"),
                                                     kernel.astype("float32"), strides[0]))
     np.testing.assert_allclose(got, y, rtol=1e-4, atol=1e-4)
+    torch = pytest.importorskip("torch")
+    got = kernels.conv_transpose_channels_last(torch.tensor(x), torch.tensor(kernel), strides[0])
+    assert got.shape == y.shape
+    np.testing.assert_allclose(got.numpy(), y, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.quick
@@ -55,6 +60,10 @@ def test_the_columns_compute_keras_convolution(strides, shape):
     want = keras.ops.convert_to_numpy(keras.ops.conv(x, kernel, strides=strides, padding="same"))
     got = np.asarray(kernels.conv_by_columns(x, kernel, strides[0]))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    torch = pytest.importorskip("torch")
+    got = kernels.conv_channels_last(torch.tensor(x), torch.tensor(kernel), strides[0])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.quick
@@ -72,17 +81,25 @@ def test_the_layer_is_keras_layer_with_the_same_gradients(strides, shape, fast_l
     stock.set_weights(fast.get_weights())
     assert fast.name.rstrip("_0123456789") == stock.name.rstrip("_0123456789")  # as Keras names it
     fast_y, stock_y = (keras.ops.convert_to_numpy(layer(x)) for layer in (fast, stock))
-    if keras.backend.backend() != "jax":
+    if keras.backend.backend() == "tensorflow":
         np.testing.assert_array_equal(fast_y, stock_y)  # Keras' own call
         return
     np.testing.assert_allclose(fast_y, stock_y, rtol=1e-5, atol=1e-5)
-    import jax
+    for got, want in zip(gradients(fast, x), gradients(stock, x)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
-    def gradients(layer):
+
+def gradients(layer, x):
+    """The gradients of sum(sin(layer(x))) in the kernel, the bias and x, on JAX or PyTorch."""
+    if keras.backend.backend() == "jax":
+        import jax
+
         def loss(kernel, bias, x):
             y, _ = layer.stateless_call([kernel, bias], [], x)
             return jax.numpy.sum(jax.numpy.sin(y))
-        return jax.grad(loss, argnums=(0, 1, 2))(*fast.get_weights(), x)
+        return jax.grad(loss, argnums=(0, 1, 2))(*layer.get_weights(), x)
+    import torch
 
-    for got, want in zip(gradients(fast), gradients(stock)):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    x = torch.tensor(x, requires_grad=True)
+    wrt = [layer.kernel.value, layer.bias.value, x]
+    return [g.numpy() for g in torch.autograd.grad(torch.sin(layer(x)).sum(), wrt)]
