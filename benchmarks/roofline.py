@@ -22,6 +22,8 @@ trainer runs its step):
     metric bookkeeping, the calls between), with the time the counted FLOPs would take at the
     matrix-product rate; and the gradients and the update in one compiled function, the step's
     arithmetic without Keras' bookkeeping, whose difference from the step is that bookkeeping;
+    the same on a batch of one image, where the arithmetic is a hundredth and what is left is
+    the cost of the calls and of each operation's dispatch (large where PyTorch runs eagerly);
     and, for the models of Dense layers only, the step's matrix products alone (forward, and
     the backward products) in one compiled function at its shapes: about the most the
     machine's matrix-product kernels allow at those shapes;
@@ -319,8 +321,9 @@ def tau_schedule(name, model):
 def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     """Best seconds of a training step and of its parts, as a dict: "step" (an epoch by `fit`
     at the script's settings, per step), "matmul" (the reference product), "gradients",
-    "update", "both" (step_parts) and, for a model of Dense layers only, "products"
-    (dense_products). In `rounds` rounds, each timing one epoch and then each part (best of
+    "update", "both" (step_parts), "one image" ("both" on a batch of one image: the arithmetic
+    a hundredth, the calls and the dispatch of each operation as many) and, for a model of
+    Dense layers only, "products" (dense_products). In `rounds` rounds, each timing one epoch and then each part (best of
     `repeats`), so that a slow spell of a shared machine slows them alike; each is the best
     over the rounds. The first epoch, which traces, is not timed."""
     batches, order = run.epoch_batches(x, y, batch_size, seed=0)
@@ -329,7 +332,8 @@ def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     # the tau schedule is traced into the step by the first fit; its callback retraces the step
     # whenever a fit begins, so the timed fits go without it
     model.fit(batches, epochs=1, verbose=0, callbacks=tau_schedule(name, model) + callbacks)
-    parts = {"matmul": matmul(), **step_parts(model, x, y, batch_size)}
+    parts = {"matmul": matmul(), **step_parts(model, x, y, batch_size),
+             "one image": step_parts(model, x, y, 1)["both"]}
     products = dense_products(model, batch_size)
     if products is not None:
         parts["products"] = products
@@ -602,7 +606,10 @@ def main():
               f"{(step - grad_s - update_s) * 1e3:.2f} ms; the counted FLOPs at the "
               f"matrix-product rate: {flops / rate * 1e3:.2f} ms. Gradients and update in one "
               f"compiled function {both_s * 1e3:.2f} ms, so Keras' step beyond the arithmetic "
-              f"(data, loss tracking, callbacks, the call) {(step - both_s) * 1e3:.2f} ms"
+              f"(data, loss tracking, callbacks, the call) {(step - both_s) * 1e3:.2f} ms. "
+              f"Gradients and update on one image a batch {times['one image'] * 1e3:.2f} ms: "
+              "the cost that does not shrink with the batch (the calls, each operation's "
+              "dispatch)"
               + ("" if products_s is None else
                  f". Its Dense products alone, in one compiled function at the step's shapes: "
                  f"{products_s * 1e3:.2f} ms ({flops / products_s / rate:.2f} of the rate)"),
