@@ -198,6 +198,20 @@ def test_gs_row_uses_the_discrete_elbo_and_the_nll(repo):
     line = row(gumbel.annealing_needed)
     assert verdict(line) == MIXED and "NLL: τ = 1 fixed − annealed = −11.0" in line
     assert "NLL: τ = 1 fixed − annealed = −3.0" in line  # the 30-epoch pair
+    assert "annealed: seeds of its own" in line  # no default study to compare its training with
+
+
+@pytest.mark.parametrize("default_losses, retrained", [([60.0, 61.0], True),
+                                                       ([60.0, 61.5], False), ([60.0], False)])
+def test_the_30_epoch_annealed_arm_says_whether_it_retrained_the_default_study(
+        repo, default_losses, retrained):
+    """The row says that the annealed 30-epoch arm is the default study trained again only if
+    every seed's every epoch's losses equal the default study's (a longer or shorter history,
+    or one value off, is another training)."""
+    arm30 = [[60.0, 61.0], [62.0, 63.0], [64.0, 65.0]]
+    seed_study(repo, gumbel.GS, [default_losses] + arm30[1:])
+    seed_study(repo, gumbel.GS_30["annealed"], arm30)
+    assert gumbel.retrained(gumbel.GS, gumbel.GS_30["annealed"]) is retrained
 
 
 def norms(at_1, at_001):
