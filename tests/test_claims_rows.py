@@ -230,9 +230,23 @@ def test_parameter_count_row(repo, count, expected):
     assert f"{count:,}" in line
 
 
-@pytest.mark.parametrize("count, expected", [(67, S), (1, S), (0, NS)])
-def test_black_everywhere_row(repo, count, expected):
-    """At least one pixel 0 in every training image: supported; none: not supported."""
-    publish(repo, "nice", scale_black_pixels=count)
-    line = row(flow.black_everywhere)
-    assert verdict(line) == expected, line
+@pytest.mark.parametrize("train_black, test_black, expected", [
+    ([(0, 0), (5, 5)], [(0, 0)], S), ([(0, 0)], [(5, 5)], NS), ([], [], NS)])
+def test_black_everywhere_row(repo, monkeypatch, train_black, test_black, expected):
+    """A pixel 0 in every image of both sets: supported; black in one set only, or in none:
+    not supported."""
+    import numpy as np
+
+    def images(black, n):
+        x = np.ones((n, 28, 28), np.uint8)
+        for i, j in black:
+            x[:, i, j] = 0
+        x[0, 27, 27] = 0  # black in one image only: not counted
+        return x
+
+    publish(repo, "nice", scale_black_pixels=len(train_black))
+    data = ((images(train_black, 4), None), (images(test_black, 3), None))
+    text, _, got, _ = flow.black_everywhere(load=lambda: data)
+    assert got == expected, text
+    assert (f"{len(train_black)} are 0 in all 4 training images, {len(test_black)} in all 3 test "
+            f"images, {len(set(train_black) & set(test_black))} in both") in text
