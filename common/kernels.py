@@ -18,8 +18,8 @@ oneDNN to its slower channels-first kernels, and crops a transposed convolution'
 after that copy. A permuted view of a channels-last tensor is what PyTorch calls its
 channels_last memory format, which oneDNN computes directly (`conv_transpose_channels_last`,
 `conv_channels_last`).
-`python benchmarks/roofline.py --backend jax|torch --scripts gs` times the model's gradients with
-and without the transposed layer, and each convolution alone as here and as Keras' own.
+`python benchmarks/roofline.py --backend jax|torch --scripts gs` times the model's gradients and
+its NLL's decoding with these layers and with Keras' own, and each convolution alone both ways.
 TensorFlow runs Keras' own.
 """
 import keras
@@ -100,6 +100,9 @@ def conv_transpose_channels_last(x, kernel, stride):
     full = torch.nn.functional.conv_transpose2d(x.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1),
                                                 stride=stride)
     c = k - 1 - _same_left_pad(k, stride)
+    short = c + stride * max(h, w) - full.shape[2]  # a stride above k - c: Keras pads with zeros
+    if short > 0:
+        full = torch.nn.functional.pad(full, (0, short, 0, short))
     return full[:, :, c: c + stride * h, c: c + stride * w].permute(0, 2, 3, 1)
 
 

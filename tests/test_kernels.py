@@ -1,7 +1,7 @@
 """common/kernels.py: the transposed convolution tap by tap and PyTorch's on the channels_last
 view against its definition (itself checked against keras.ops.conv_transpose), the convolution
 by columns and PyTorch's on the channels_last view against keras.ops.conv, and both layers'
-outputs and JAX or PyTorch gradients against Keras' layers, at strides 1, 2 and 3 (the
+outputs and JAX or PyTorch gradients against Keras' layers, at strides 1 to 4 (the
 Gumbel-Softmax model has 1 and 2)."""
 import keras
 import numpy as np
@@ -10,7 +10,7 @@ import pytest
 from common import kernels
 
 SHAPES = [((2, 2), (3, 7, 7, 4)), ((2, 2), (2, 5, 6, 3)), ((1, 1), (2, 6, 6, 3)),
-          ((3, 3), (2, 4, 5, 2))]
+          ((3, 3), (2, 4, 5, 2)), ((4, 4), (2, 3, 4, 2))]  # a stride above the kernel's size
 
 
 def by_definition(x, kernel, strides):
