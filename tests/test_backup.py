@@ -100,7 +100,7 @@ DAMAGE = {
 REPEATED = ("state.json garbled", "weights empty", "history a row short")  # as their neighbours
 
 
-@pytest.mark.quick
+# not in the quick tier: each case trains and resumes a small run (4 to 11 s each here)
 @pytest.mark.parametrize("damage", [pytest.param(d, marks=pytest.mark.slow) if d in REPEATED
                                     else d for d in DAMAGE])
 def test_a_damaged_backup_is_set_aside_in_one_line_and_the_run_starts_over(tmp_path, damage,
