@@ -204,7 +204,12 @@ def judged(parts):
 
 
 def num(v, digits=1):
-    return f"{v:.{digits}f}".replace("-", "−")
+    """`v` to `digits` decimals with a typographic minus; a value that rounds to zero prints
+    without a sign."""
+    text = f"{v:.{digits}f}"
+    if float(text) == 0:
+        text = text.lstrip("-")
+    return text.replace("-", "−")
 
 
 def mean_sd(values, digits=1):

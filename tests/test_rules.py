@@ -3,7 +3,7 @@ every verdict it can give, and what it needs (two seeds a side for a difference)
 import pytest
 
 from common.rules import (INCONCLUSIVE, MIXED, NOT_SUPPORTED, SUPPORTED, Arm, Missing, apart,
-                          combine, each_seed, images_variance, lower, paired, pairing,
+                          combine, each_seed, images_variance, lower, num, paired, pairing,
                           same)
 
 pytestmark = pytest.mark.quick
@@ -110,3 +110,8 @@ def test_the_paired_images_part_is_the_images_own_not_the_seeds_again():
 
     a, b = study("a", 0.0), study("b", differ)
     assert images_variance(a, b) * size == pytest.approx(4.0, rel=0.15)
+
+
+def test_num_prints_no_sign_on_a_value_that_rounds_to_zero():
+    assert num(-0.04) == "0.0" and num(0.04) == "0.0"
+    assert num(-0.05, 2) == "−0.05" and num(-1.26, 1) == "−1.3"
