@@ -323,9 +323,9 @@ def step_times(name, model, x, y, batch_size, rounds=6, repeats=5):
     at the script's settings, per step), "matmul" (the reference product), "gradients",
     "update", "both" (step_parts), "one image" ("both" on a batch of one image: the arithmetic
     a hundredth, the calls and the dispatch of each operation as many) and, for a model of
-    Dense layers only, "products" (dense_products). In `rounds` rounds, each timing one epoch and then each part (best of
-    `repeats`), so that a slow spell of a shared machine slows them alike; each is the best
-    over the rounds. The first epoch, which traces, is not timed."""
+    Dense layers only, "products" (dense_products). In `rounds` rounds, each timing one epoch
+    and then each part (best of `repeats`), so that a slow spell of a shared machine slows them
+    alike; each is the best over the rounds. The first epoch, which traces, is not timed."""
     batches, order = run.epoch_batches(x, y, batch_size, seed=0)
     timer = EpochTimer()
     callbacks = [order, timer]

@@ -31,6 +31,13 @@ def _same_left_pad(kernel_size, stride):
     return min(pad // 2 + pad % 2, kernel_size - 1)
 
 
+def _same_pads(sizes, kernel_size, stride):
+    """[(before, after)] per spatial axis of `sizes`: Keras' 'same' padding of a convolution,
+    enough for ⌈size/s⌉ outputs, the odd pixel after."""
+    pads = [max((-(-size // stride) - 1) * stride + kernel_size - size, 0) for size in sizes]
+    return [(p // 2, p - p // 2) for p in pads]
+
+
 def tap_offsets(kernel_size, stride):
     """{(r, q): [(a, b, dh, dw)]}: output phase (r, q), the rows s·i + r and columns s·j + q,
     takes tap (a, b) of the input at (i + dh, j + dw)."""
@@ -78,9 +85,7 @@ def conv_by_columns(x, kernel, stride):
     k, _, i, o = kernel.shape
     n, h, w, _ = x.shape
     ho, wo = -(-h // stride), -(-w // stride)
-    pads = [max((size_out - 1) * stride + k - size, 0) for size, size_out in ((h, ho), (w, wo))]
-    x = jnp.pad(x, ((0, 0), (pads[0] // 2, pads[0] - pads[0] // 2),
-                    (pads[1] // 2, pads[1] - pads[1] // 2), (0, 0)))
+    x = jnp.pad(x, ((0, 0), *_same_pads((h, w), k, stride), (0, 0)))
     columns = jnp.concatenate([x[:, a: a + stride * (ho - 1) + 1: stride,
                                  b: b + stride * (wo - 1) + 1: stride]
                                for a in range(k) for b in range(k)], axis=3)
@@ -112,11 +117,8 @@ def conv_channels_last(x, kernel, stride):
     after), then PyTorch's convolution of the channels_last view."""
     import torch
 
-    k = kernel.shape[0]
-    _, h, w, _ = x.shape
-    pads = [max((-(-size // stride) - 1) * stride + k - size, 0) for size in (h, w)]
-    x = torch.nn.functional.pad(x, (0, 0, pads[1] // 2, pads[1] - pads[1] // 2,
-                                    pads[0] // 2, pads[0] - pads[0] // 2))
+    (top, bottom), (left, right) = _same_pads(x.shape[1:3], kernel.shape[0], stride)
+    x = torch.nn.functional.pad(x, (0, 0, left, right, top, bottom))  # last axis first
     return torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1),
                                       stride=stride).permute(0, 2, 3, 1)
 

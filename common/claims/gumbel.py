@@ -48,13 +48,15 @@ def retrained(study, again):
     """Whether each seed of `again` trained as that seed of `study` did: every epoch's training
     and test loss equal to the bit (so `again` differs only in how it was evaluated); False
     where either study or a history is missing."""
+    import numpy as np
+
     try:
         pairs = list(zip(seed_runs(study), seed_runs(again, MIN_SEEDS)))
-        return len(pairs) >= MIN_SEEDS and all(
-            len(history(a)[c]) == len(history(b)[c]) and (history(a)[c] == history(b)[c]).all()
-            for a, b in pairs for c in ("loss", "val_loss"))
+        histories = [(history(a), history(b)) for a, b in pairs]
     except Missing:
         return False
+    return len(pairs) >= MIN_SEEDS and all(
+        np.array_equal(ha[c], hb[c]) for ha, hb in histories for c in ("loss", "val_loss"))
 
 
 def ten_epochs():
@@ -159,10 +161,10 @@ def reinforce_variance():
 
 GS_CMD = f"python -m common.seeds {GS} --seeds 0 1 2 --results results/claims/{{}} -- --epochs 10 --is-images 1000"
 # the two 30-epoch arms differ only in --tau-decay 1
-GS30_CMD = (f"python -m common.seeds {GS} --seeds 0 1 2 --results results/claims/gs_tau1_30 -- "
-            "--is-images 1000 --tau-decay 1 --gradient-draws 200")
-GS30_ANNEAL_CMD = (f"python -m common.seeds {GS} --seeds 0 1 2 --results results/claims/gs_anneal_30 "
-                   "-- --is-images 1000 --gradient-draws 200")
+GS30 = (f"python -m common.seeds {GS} --seeds 0 1 2 --results results/claims/{{}} -- "
+        "--is-images 1000{} --gradient-draws 200")
+GS30_CMD = GS30.format("gs_tau1_30", " --tau-decay 1")
+GS30_ANNEAL_CMD = GS30.format("gs_anneal_30", "")
 
 
 
