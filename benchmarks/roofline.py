@@ -27,6 +27,9 @@ trainer runs its step):
     and, for the models of Dense layers only, the step's matrix products alone (forward, and
     the backward products) in one compiled function at its shapes: about the most the
     machine's matrix-product kernels allow at those shapes;
+  - on PyTorch, for each script, the step (an epoch by `fit`) and the gradients alone with the
+    layers called directly, as the scripts run (common/direct_calls.py), and through Keras'
+    `Layer.__call__` (Keras' own way), alternating;
   - for the Gumbel-Softmax model, the gradients alone again with Keras' own Conv2D and
     Conv2DTranspose in place of the script's (common/kernels.py; they differ on JAX and
     PyTorch), alternating; and
@@ -74,7 +77,7 @@ from keras import ops  # noqa: E402
 
 import importlib  # noqa: E402
 
-from common import catalog, data, evaluation, kernels, run  # noqa: E402
+from common import catalog, data, direct_calls, evaluation, kernels, run  # noqa: E402
 
 BACKEND = keras.backend.backend()
 
@@ -465,6 +468,29 @@ def conv_gradient_times(module, cfg, model, x, rounds=3, repeats=5):
     return alternating(parts, rounds, repeats)
 
 
+def direct_call_times(name, module, cfg, model, x, y, rounds=3, repeats=5):
+    """PyTorch: best seconds of a training step (an epoch by `fit`, per step) and of the
+    gradients alone (step_parts), with the layers called directly (the scripts' way,
+    common/direct_calls.py) and through Keras' `__call__`, alternating; as {how: {part: s}}."""
+    keras.utils.set_random_seed(0)
+    through_keras = module.build_models(cfg)[0]
+    direct_calls.uninstall(through_keras)
+    batches, order = run.epoch_batches(x, y, cfg.batch_size, seed=0)
+    timer, steps = EpochTimer(), len(x) // cfg.batch_size
+    models = {"direct": model, "keras": through_keras}
+    through_keras.fit(batches, epochs=1, verbose=0,
+                      callbacks=tau_schedule(name, through_keras) + [order])
+    gradients = {how: step_parts(m, x, y, cfg.batch_size)["gradients"]
+                 for how, m in models.items()}
+    times = {how: {"step": [], "gradients": []} for how in models}
+    for _ in range(rounds):
+        for how, m in models.items():
+            m.fit(batches, epochs=1, verbose=0, callbacks=[order, timer])
+            times[how]["step"].append(timer.times[-1] / steps)
+            times[how]["gradients"].append(best_seconds(gradients[how], repeats))
+    return {how: {part: min(v) for part, v in t.items()} for how, t in times.items()}
+
+
 def layer_gradient(layer, x):
     """A callable computing, at input `x`, the gradients of sum(sin(layer(x))) with respect to
     `x` and the layer's weights: the layer's share of a training step's forward and backward
@@ -614,6 +640,13 @@ def main():
                  f". Its Dense products alone, in one compiled function at the step's shapes: "
                  f"{products_s * 1e3:.2f} ms ({flops / products_s / rate:.2f} of the rate)"),
               flush=True)
+        if BACKEND == "torch":
+            t = direct_call_times(name, module, cfg, model, x, y)
+            print(f"{name} with the layers called directly (common/direct_calls.py): step "
+                  f"{t['direct']['step'] * 1e3:.2f} ms, gradients alone "
+                  f"{t['direct']['gradients'] * 1e3:.2f} ms; through Keras' __call__: step "
+                  f"{t['keras']['step'] * 1e3:.2f} ms, gradients alone "
+                  f"{t['keras']['gradients'] * 1e3:.2f} ms (alternating)", flush=True)
         if args.torch_compile:
             for global_draws, what in ((False, ""), (True, ", Keras' random draws replaced by "
                                                       "torch's global generator")):

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from common.backup import (  # noqa: E402
     Backup, KeepBest, build_optimizer, load_weights, read_state, resume)
+from common import direct_calls  # noqa: E402
 from common.batches import epoch_batches  # noqa: E402
 from common import config  # noqa: E402
 from common.config import changed_settings, load_may_change, parse_config  # noqa: E402
@@ -159,9 +160,9 @@ def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False
     """`model.compile` with a script's speed settings, or Keras' defaults with --plain-keras.
 
     The speed settings change how a step is executed (XLA, several steps per call, a fused
-    optimizer kernel), not what it computes; `plain_optimizer` is the stock optimizer that
-    `optimizer` stands in for, and is used on backends other than its `BACKENDS` (by default
-    TensorFlow alone).
+    optimizer kernel, on PyTorch the layers called directly: common/direct_calls.py), not what
+    it computes; `plain_optimizer` is the stock optimizer that `optimizer` stands in for, and is
+    used on backends other than its `BACKENDS` (by default TensorFlow alone).
     """
     backends = getattr(optimizer, "BACKENDS", ("tensorflow",))
     if plain_optimizer is not None and keras.backend.backend() not in backends:
@@ -179,6 +180,8 @@ def compile_model(model, cfg, optimizer, plain_optimizer=None, jit_compile=False
     else:
         model.compile(optimizer=optimizer, jit_compile=jit_compile,
                       steps_per_execution=steps_per_execution, **compile_kwargs)
+        # PyTorch: the layers' `call` without Keras' per-call Python (same arithmetic)
+        direct_calls.install(model)
 
 
 def precision_note(cfg):
