@@ -14,6 +14,8 @@ import numpy as np
 from keras import ops
 from scipy.special import logsumexp
 
+from common import direct_calls
+
 LOGITS_LAYER = "x_logits"  # the decoder's last layer before its sigmoid
 
 
@@ -114,7 +116,9 @@ def logits_model(decoder):
     logits = decoder.get_layer(LOGITS_LAYER).output
     if logits.dtype != "float32":  # --precision bfloat16: the likelihoods read float32 logits
         logits = keras.layers.Activation("linear", dtype="float32")(logits)
-    return keras.Model(decoder.input, logits, name=f"{decoder.name}_logits")
+    model = keras.Model(decoder.input, logits, name=f"{decoder.name}_logits")
+    direct_calls.install(model)  # PyTorch: its layers called without Keras' per-call Python
+    return model
 
 
 def importance_sampled_nll(log_weights, x, num_samples, chunk_samples=10000):

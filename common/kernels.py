@@ -17,7 +17,9 @@ backend first copies a channels-last input into a contiguous channels-first one,
 oneDNN to its slower channels-first kernels, and crops a transposed convolution's output only
 after that copy. A permuted view of a channels-last tensor is what PyTorch calls its
 channels_last memory format, which oneDNN computes directly (`conv_transpose_channels_last`,
-`conv_channels_last`).
+`conv_channels_last`). A transposed convolution to fewer kernel columns (k²·o) than input
+channels, the decoder's last layer, is faster as the sum itself: one matrix product and `fold`
+(`conv_transpose_by_fold`).
 `python benchmarks/roofline.py --backend jax|torch --scripts gs` times the model's gradients and
 its NLL's decoding with these layers and with Keras' own, and each convolution alone both ways.
 TensorFlow runs Keras' own.
@@ -111,6 +113,36 @@ def conv_transpose_channels_last(x, kernel, stride):
     return full[:, :, c: c + stride * h, c: c + stride * w].permute(0, 2, 3, 1)
 
 
+def conv_transpose_by_fold(x, kernel, stride):
+    """Keras' 'same' transposed convolution with a square kernel, channels last, in PyTorch, as
+    its sum: x (n, h, w, i) and the kernel (k, k, o, i) -> (n, s·h, s·w, o). One matrix product
+    gives each input pixel's k²·o contributions, and `fold` (col2im) adds each into its output
+    pixel, s apart; then Keras' window is cropped as in `conv_transpose_channels_last`."""
+    import torch
+
+    k, _, o, i = kernel.shape
+    n, h, w, _ = x.shape
+    columns = x.reshape(n, h * w, i) @ kernel.permute(3, 2, 0, 1).reshape(i, o * k * k)
+    full = torch.nn.functional.fold(columns.transpose(1, 2),
+                                    (stride * (h - 1) + k, stride * (w - 1) + k), k, stride=stride)
+    c = k - 1 - _same_left_pad(k, stride)
+    if c + stride > k:  # a stride above k - c: Keras pads with zeros
+        full = torch.nn.functional.pad(full, (0, c + stride - k) * 2)
+    return full[:, :, c: c + stride * h, c: c + stride * w].permute(0, 2, 3, 1)
+
+
+def conv_transpose_torch(x, kernel, stride):
+    """PyTorch's transposed convolution of the channels_last view, or, where the k²·o columns
+    of the kernel are fewer than the i input channels (the Gumbel-Softmax decoder's last layer,
+    32 channels to 1), the matrix product and `fold`: about twice as fast there at the model's
+    shapes (forward and gradients), and slower where the columns outnumber the channels
+    (`python benchmarks/roofline.py --backend torch --scripts gs` prints each layer both ways)."""
+    k, _, o, i = kernel.shape
+    if k * k * o < i:
+        return conv_transpose_by_fold(x, kernel, stride)
+    return conv_transpose_channels_last(x, kernel, stride)
+
+
 def conv_channels_last(x, kernel, stride):
     """Keras' 'same' convolution with a square kernel, channels last, in PyTorch: x (n, h, w, i)
     and the kernel (k, k, i, o) -> (n, ⌈h/s⌉, ⌈w/s⌉, o), padded as Keras pads (the odd pixel
@@ -160,4 +192,4 @@ class Conv2DTranspose(_ByTaps, keras.layers.Conv2DTranspose):
     transposed convolution of the channels_last view (the module's docstring). Same name,
     weights and outputs (to rounding)."""
 
-    _sums = {"jax": conv_transpose_by_taps, "torch": conv_transpose_channels_last}
+    _sums = {"jax": conv_transpose_by_taps, "torch": conv_transpose_torch}

@@ -10,7 +10,8 @@ import pytest
 from common import kernels
 
 SHAPES = [((2, 2), (3, 7, 7, 4)), ((2, 2), (2, 5, 6, 3)), ((1, 1), (2, 6, 6, 3)),
-          ((3, 3), (2, 4, 5, 2)), ((4, 4), (2, 3, 4, 2))]  # a stride above the kernel's size
+          ((3, 3), (2, 4, 5, 2)), ((4, 4), (2, 3, 4, 2)),  # a stride above the kernel's size
+          ((1, 1), (2, 6, 5, 12)), ((2, 2), (2, 5, 4, 12))]  # more channels than one output's taps
 
 
 def by_definition(x, kernel, strides):
@@ -45,9 +46,10 @@ def test_the_taps_compute_keras_transposed_convolution(strides, shape):
                                                     kernel.astype("float32"), strides[0]))
     np.testing.assert_allclose(got, y, rtol=1e-4, atol=1e-4)
     torch = pytest.importorskip("torch")
-    got = kernels.conv_transpose_channels_last(torch.tensor(x), torch.tensor(kernel), strides[0])
-    assert got.shape == y.shape
-    np.testing.assert_allclose(got.numpy(), y, rtol=1e-9, atol=1e-9)
+    for formulation in (kernels.conv_transpose_channels_last, kernels.conv_transpose_by_fold):
+        got = formulation(torch.tensor(x), torch.tensor(kernel), strides[0])
+        assert got.shape == y.shape
+        np.testing.assert_allclose(got.numpy(), y, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.quick
@@ -68,13 +70,14 @@ def test_the_columns_compute_keras_convolution(strides, shape):
 
 @pytest.mark.quick
 @pytest.mark.backends
-@pytest.mark.parametrize("strides, shape", SHAPES)
+@pytest.mark.parametrize("strides, shape, filters", [  # PyTorch: 1 of 12 channels by `fold`
+    *[(*case, 5) for case in SHAPES], *[(*case, 1) for case in SHAPES if case[1][-1] == 12]])
 @pytest.mark.parametrize("fast_layer, stock_layer", [
     (kernels.Conv2DTranspose, keras.layers.Conv2DTranspose), (kernels.Conv2D, keras.layers.Conv2D)])
 def test_the_layer_is_keras_layer_with_the_same_gradients(strides, shape, fast_layer,
-                                                          stock_layer):
-    fast = fast_layer(5, 3, strides=strides, padding="same", activation="relu")
-    stock = stock_layer(5, 3, strides=strides, padding="same", activation="relu")
+                                                          stock_layer, filters):
+    fast = fast_layer(filters, 3, strides=strides, padding="same", activation="relu")
+    stock = stock_layer(filters, 3, strides=strides, padding="same", activation="relu")
     x = np.random.default_rng(1).standard_normal(shape).astype("float32")
     fast.build(shape)
     stock.build(shape)
