@@ -61,3 +61,18 @@ def killed_then_resumed():
 def plain_ctrl_c():
     """Ctrl-C is KeyboardInterrupt in tests (common.startup's start-up handler exits at once)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture
+def test_images_1000(monkeypatch):
+    """MNIST with its test set cut to the first 1,000 images, for the end-to-end runs whose
+    evaluation (every metric over the test set, twice: after the resume and on --load) would
+    otherwise take most of their time; what they check does not depend on the test set's size."""
+    from common import data
+
+    load_mnist = data.load_mnist
+
+    def cut(path=None):
+        train, (x_test, y_test) = load_mnist(path)
+        return train, (x_test[:1000], y_test[:1000])
+    monkeypatch.setattr(data, "load_mnist", cut)

@@ -76,10 +76,10 @@ def flip_bytes(path, count=64):
     path.write_bytes(bytes(data))
 
 
-def per_image(out, metrics, means):
+def per_image(out, metrics, means, test_images=10000):
     """The run's test_per_image.npy as {column: values}, after checking that it holds one row
-    per scored test image and that each column of `means` ({column: metric}) averages to that
-    metric of `metrics`."""
+    per scored test image (its `is_images`, else all `test_images`) and that each column of
+    `means` ({column: metric}) averages to that metric of `metrics`."""
     import numpy as np
     import pytest
 
@@ -87,7 +87,7 @@ def per_image(out, metrics, means):
     table = np.load(out / entry["file"])
     columns = dict(zip(entry["columns"], table.T))
     assert table.dtype == np.float32 and table.shape[1] == len(entry["columns"])
-    assert table.shape[0] == metrics.get("is_images", 10000)
+    assert table.shape[0] == metrics.get("is_images", test_images)
     for column, key in means.items():
         assert columns[column].mean() == pytest.approx(metrics[key], rel=1e-5), column
     return columns

@@ -257,7 +257,7 @@ def test_std_sweep_prefers_the_std_of_the_data_not_the_smallest():
     identity = keras.Sequential([keras.Input((784,)), keras.layers.Identity()])
     rng = np.random.default_rng(5)
     x_test = np.clip(rng.standard_normal((4000, 784)) * 0.9, 0, 1)
-    sweep = nice.std_sweep(identity, x_test, rng, n=4000)
+    sweep = nice.std_sweep(identity, x_test, rng)
     assert list(sweep["sample_fd_by_std"]) == [f"{s:g}" for s in nice.SWEEP_STDS]
     assert sweep["sample_fd_best_std"] == 0.9
 
@@ -284,7 +284,8 @@ def test_flow_round_trips_through_saving(tmp_path, shuffle):
 
 
 @pytest.mark.backends
-def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then_resumed):
+def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then_resumed,
+                                               test_images_1000):
     out = tmp_path / "run"
     argv = ["--subset", "1024", "--epochs", "2", "--hidden-dim", "64", "--out-dir", str(out),
             "--dequantisation-draws", "2", "--iw-draws", "4"]
@@ -306,7 +307,7 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
         "above", "centred", "below"}
     assert metrics["test_iw_nll"] == metrics["test_iw_nll_by_bins"]["above"]["nll"]
     assert list(metrics["test_iw_nll_by_bins"]["below"]["by_draws"]) == ["1", "2", "4"]
-    columns = per_image(out, metrics, {"neg_log_density": "test_neg_log_density"})
+    columns = per_image(out, metrics, {"neg_log_density": "test_neg_log_density"}, 1000)
     assert list(columns) == ["neg_log_density", "iw_nll_above", "iw_nll_centred", "iw_nll_below"]
     for name, bound in metrics["test_iw_nll_by_bins"].items():
         assert columns[f"iw_nll_{name}"].mean() == pytest.approx(bound["nll"], rel=1e-6)

@@ -373,7 +373,8 @@ def test_bad_values_exit_2_with_a_clear_message(argv, needle, capsys, tmp_path):
 
 
 @pytest.mark.backends
-def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, capsys, killed_then_resumed):
+def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, capsys, killed_then_resumed,
+                                               test_images_1000):
     out = tmp_path / "run"
     argv = QUICK + ["--out-dir", str(out)]
     steps = 10  # 1,000 images in batches of 100
