@@ -65,9 +65,9 @@ def plain_ctrl_c():
 
 @pytest.fixture
 def test_images_1000(monkeypatch):
-    """MNIST with its test set cut to the first 1,000 images, for the end-to-end runs whose
-    evaluation (every metric over the test set, twice: after the resume and on --load) would
-    otherwise take most of their time; what they check does not depend on the test set's size."""
+    """MNIST with its test set cut to the first 1,000 images, for runs whose validation and
+    evaluation over the test set would otherwise take most of their time, where what the test
+    checks does not depend on the test set's size."""
     from common import data
 
     load_mnist = data.load_mnist

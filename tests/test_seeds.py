@@ -124,7 +124,8 @@ def history(tmp_path, name, seed, kill=None):
 
 
 @pytest.mark.backends
-def test_same_seed_same_history_resumed_or_not_and_another_seed_differs(tmp_path):
+def test_same_seed_same_history_resumed_or_not_and_another_seed_differs(tmp_path,
+                                                                      test_images_1000):
     a = history(tmp_path, "a", 0)
     again = history(tmp_path, "again", 0)
     resumed = history(tmp_path, "resumed", 0, kill=KillAt(1))
