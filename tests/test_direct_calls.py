@@ -92,3 +92,12 @@ def test_a_mask_or_mixed_precision_keeps_keras_path():
         assert keras.ops.convert_to_numpy(masked(x, training=True)).shape == (1, 5, 2)
     else:
         assert not direct_calls.install(masked) and "call" not in vars(masked)
+
+
+@pytest.mark.backends
+def test_the_scripts_install_it_on_pytorch_unless_plain_keras():
+    import vae_keras
+
+    for plain, installed in ((False, TORCH), (True, False)):
+        model = vae_keras.build_models(vae_keras.Config(plain_keras=plain))[0]
+        assert ("call" in vars(model)) == installed
