@@ -24,20 +24,34 @@ def env(backend, tensorflow=True):
     return {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": path}
 
 
-@pytest.mark.parametrize("backend", OTHERS)
-def test_the_portable_tests_pass_without_tensorflow(backend):
-    """Every test marked `backends` (each script's end-to-end run with a kill and a resume,
-    the samplers, the flow's inverse and log-det), in a process where `import tensorflow`
-    fails: so no module on these paths needs TensorFlow. pytest.ini turns a dtype-truncation
-    warning into an error, so none is printed either."""
+def portable_tests_pass(backend, selection):
+    """The tests `selection` picks, in a process on `backend` where `import tensorflow` fails."""
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                           "backends and not slow", "tests"],
+                           selection, "tests"],
                           env=env(backend, tensorflow=False), cwd=run.REPO, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     last = done.stdout.splitlines()[-1]
     assert " passed" in last and "failed" not in last and "error" not in last
     assert "truncated to dtype" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("backend", OTHERS)
+def test_the_portable_tests_pass_without_tensorflow(backend):
+    """Every test marked `backends` (each script's end-to-end run with a kill and a resume,
+    the samplers, the flow's inverse and log-det, the kernels, the direct calls), in a process
+    where `import tensorflow` fails: so no module on these paths needs TensorFlow. pytest.ini
+    turns a dtype-truncation warning into an error, so none is printed either. Those marked
+    `portable_slow` as well run there in the slow tier (below)."""
+    portable_tests_pass(backend, "backends and not slow and not portable_slow")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", OTHERS)
+def test_the_slower_portable_tests_pass_without_tensorflow(backend):
+    """The `portable_slow` tests (the seed determinism with a resume, the τ schedule with
+    several steps a call), likewise."""
+    portable_tests_pass(backend, "backends and portable_slow and not slow")
 
 
 @pytest.mark.quick

@@ -124,6 +124,7 @@ def history(tmp_path, name, seed, kill=None):
 
 
 @pytest.mark.backends
+@pytest.mark.portable_slow  # JAX and PyTorch: slow tier
 def test_same_seed_same_history_resumed_or_not_and_another_seed_differs(tmp_path,
                                                                       test_images_1000):
     a = history(tmp_path, "a", 0)

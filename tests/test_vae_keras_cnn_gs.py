@@ -142,6 +142,7 @@ def trained_vae(callback_for, steps_per_execution, epochs=2):
 
 
 @pytest.mark.backends
+@pytest.mark.portable_slow  # JAX and PyTorch: slow tier
 def test_tau_schedule_is_exact_per_batch_with_several_steps_per_execution():
     """7 batches an epoch in calls of 3: the in-step schedule trains exactly as tau set from
     Python before every single batch (the blog's callback) does; one batch off, it does not."""
