@@ -31,6 +31,9 @@ import keras
 
 _FUNCTIONAL = keras.src.models.functional.Functional
 _is_float = keras.backend.is_float_dtype
+# Keras' own graph walk and input handling, which `_walk` reuses (keras 3.15)
+_KERAS_INTERNALS = ("_run_through_graph", "_nodes_by_depth", "_standardize_inputs",
+                    "_flatten_layers", "_call_has_training_arg")
 
 
 def _layer_is_plain(layer):
@@ -47,7 +50,7 @@ def _node_is_plain(node):
     """Whether `node.operation(...)`'s `__call__` would pass the node's inputs to `call` as they
     are and do nothing else that matters."""
     layer = node.operation
-    if not _layer_is_plain(layer) or layer._call_context_args != {"training"}:
+    if not _layer_is_plain(layer) or getattr(layer, "_call_context_args", None) != {"training"}:
         return False
     for t in node.input_tensors:
         if getattr(t, "_keras_mask", None) is not None:
@@ -110,8 +113,9 @@ def install(model):
     """On PyTorch, make `model` (a built Functional model) call its plain layers directly
     whenever it is called with `training` set, as Keras' trainer calls it; return whether it
     did. Elsewhere, or for a model with a mixed-precision policy, nothing changes."""
-    if keras.backend.backend() != "torch" or not isinstance(model, _FUNCTIONAL):
-        return False
+    if (keras.backend.backend() != "torch" or not isinstance(model, _FUNCTIONAL)
+            or not all(hasattr(model, a) for a in _KERAS_INTERNALS)):
+        return False  # another Keras than requirements.txt's may lack what the walk reads
     direct = direct_layers(model)
     if direct is None:
         return False
