@@ -37,8 +37,8 @@ _KERAS_INTERNALS = ("_run_through_graph", "_nodes_by_depth", "_standardize_input
 
 
 def _layer_is_plain(layer):
-    return (layer.built and layer.compute_dtype == layer.variable_dtype
-            and getattr(layer, "activity_regularizer", None) is None
+    """Built, with nothing of `__call__`'s extras in use (dtypes: `direct_layers`, model-wide)."""
+    return (layer.built and getattr(layer, "activity_regularizer", None) is None
             and not getattr(layer, "_remat_mode", None)
             and getattr(layer, "quantization_mode", None) is None
             and not any(getattr(layer, h, None) for h in
@@ -119,6 +119,7 @@ def install(model):
     direct = direct_layers(model)
     if direct is None:
         return False
+    uninstall(model)  # installing again replaces, never wraps, the walk
     keras_call = model.call
 
     def call(inputs, training=None, mask=None, **kwargs):

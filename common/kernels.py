@@ -95,6 +95,18 @@ def conv_by_columns(x, kernel, stride):
         n, ho, wo, o)
 
 
+def _keras_window(full, k, stride, h, w):
+    """Keras' 'same' window of a full, unpadded transposed convolution `full` (n, o,
+    s·(h − 1) + k, s·(w − 1) + k), from c = k − 1 − the left padding, channels last again:
+    (n, s·h, s·w, o)."""
+    import torch
+
+    c = k - 1 - _same_left_pad(k, stride)
+    if c + stride > k:  # a stride above k - c: Keras pads with zeros
+        full = torch.nn.functional.pad(full, (0, c + stride - k) * 2)
+    return full[:, :, c: c + stride * h, c: c + stride * w].permute(0, 2, 3, 1)
+
+
 def conv_transpose_channels_last(x, kernel, stride):
     """Keras' 'same' transposed convolution with a square kernel, channels last, in PyTorch:
     x (n, h, w, i) and the kernel (k, k, o, i) -> (n, s·h, s·w, o), PyTorch's unpadded transposed
@@ -106,18 +118,14 @@ def conv_transpose_channels_last(x, kernel, stride):
     _, h, w, _ = x.shape
     full = torch.nn.functional.conv_transpose2d(x.permute(0, 3, 1, 2), kernel.permute(3, 2, 0, 1),
                                                 stride=stride)
-    c = k - 1 - _same_left_pad(k, stride)
-    short = c + stride * max(h, w) - full.shape[2]  # a stride above k - c: Keras pads with zeros
-    if short > 0:
-        full = torch.nn.functional.pad(full, (0, short, 0, short))
-    return full[:, :, c: c + stride * h, c: c + stride * w].permute(0, 2, 3, 1)
+    return _keras_window(full, k, stride, h, w)
 
 
 def conv_transpose_by_fold(x, kernel, stride):
     """Keras' 'same' transposed convolution with a square kernel, channels last, in PyTorch, as
     its sum: x (n, h, w, i) and the kernel (k, k, o, i) -> (n, s·h, s·w, o). One matrix product
     gives each input pixel's k²·o contributions, and `fold` (col2im) adds each into its output
-    pixel, s apart; then Keras' window is cropped as in `conv_transpose_channels_last`."""
+    pixel, s apart; then Keras' window is cropped (`_keras_window`)."""
     import torch
 
     k, _, o, i = kernel.shape
@@ -125,18 +133,17 @@ def conv_transpose_by_fold(x, kernel, stride):
     columns = x.reshape(n, h * w, i) @ kernel.permute(3, 2, 0, 1).reshape(i, o * k * k)
     full = torch.nn.functional.fold(columns.transpose(1, 2),
                                     (stride * (h - 1) + k, stride * (w - 1) + k), k, stride=stride)
-    c = k - 1 - _same_left_pad(k, stride)
-    if c + stride > k:  # a stride above k - c: Keras pads with zeros
-        full = torch.nn.functional.pad(full, (0, c + stride - k) * 2)
-    return full[:, :, c: c + stride * h, c: c + stride * w].permute(0, 2, 3, 1)
+    return _keras_window(full, k, stride, h, w)
 
 
 def conv_transpose_torch(x, kernel, stride):
     """PyTorch's transposed convolution of the channels_last view, or, where the k²·o columns
     of the kernel are fewer than the i input channels (the Gumbel-Softmax decoder's last layer,
     32 channels to 1), the matrix product and `fold`: about twice as fast there at the model's
-    shapes (forward and gradients), and slower where the columns outnumber the channels
-    (`python benchmarks/roofline.py --backend torch --scripts gs` prints each layer both ways)."""
+    shapes (forward and gradients), and 2 to 4.5 times slower at the strided layers', where the
+    columns outnumber the channels (timed alone at the model's shapes; `python
+    benchmarks/roofline.py --backend torch --scripts gs` prints each convolution as computed
+    here and as Keras' own layer)."""
     k, _, o, i = kernel.shape
     if k * k * o < i:
         return conv_transpose_by_fold(x, kernel, stride)

@@ -25,8 +25,11 @@ def loss_and_gradients(model, x, y=None):
 
 
 def twice(model, x, y=None):
-    """Keras' path, then direct calls, from the same random state."""
+    """Keras' path, then direct calls, from the same random state (the scripts' models come
+    with direct calls installed: they are taken away for the first)."""
     state = [keras.ops.copy(v.value) for v in model.non_trainable_variables]
+    direct_calls.uninstall(model)
+    assert "call" not in vars(model)
     keras_path = loss_and_gradients(model, x, y)
     assert direct_calls.install(model)
     for v, value in zip(model.non_trainable_variables, state):
