@@ -15,6 +15,31 @@ from common import run  # noqa: E402
 pytest.register_assert_rewrite("simulate")  # its helpers' asserts explain their failures
 from simulate import KillAt  # noqa: E402
 
+import portable  # noqa: E402
+
+PORTABLE = pytest.StashKey()
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected
+def pytest_collection_modifyitems(session, config, items):
+    """The other backends' runs (tests/portable.py) start now, in the background, and the
+    checks that wait for them go last, so the rest of the suite runs meanwhile."""
+    waiting = [item for item in items if item.originalname in portable.SELECTIONS]
+    if waiting and not config.option.collectonly:
+        items[:] = [item for item in items if item not in waiting] + waiting
+        config.stash[PORTABLE] = portable.Runs(waiting)
+
+
+def pytest_unconfigure(config):
+    if PORTABLE in config.stash:
+        config.stash[PORTABLE].close()
+
+
+@pytest.fixture
+def portable_runs(request):
+    """The other backends' runs, started when the suite was collected."""
+    return request.config.stash[PORTABLE]
+
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):

@@ -3,7 +3,6 @@
 This file runs under the default backend (TensorFlow); it starts the other backends in
 subprocesses, since a process picks its Keras backend once.
 """
-import os
 import subprocess
 import sys
 
@@ -11,47 +10,34 @@ import numpy as np
 import pytest
 
 from common import run
-
-OTHERS = ("jax", "torch")
-BLOCKER = run.REPO / "tests" / "no_tensorflow"  # its sitecustomize makes TensorFlow unimportable
+from portable import OTHERS, env
 
 
-def env(backend, tensorflow=True):
-    """The environment of a subprocess on `backend`; without `tensorflow`, it cannot import it."""
-    if tensorflow:
-        return {**os.environ, "KERAS_BACKEND": backend}
-    path = os.pathsep.join(p for p in (str(BLOCKER), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": path}
-
-
-def portable_tests_pass(backend, selection):
-    """The tests `selection` picks, in a process on `backend` where `import tensorflow` fails."""
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                           selection, "tests"],
-                          env=env(backend, tensorflow=False), cwd=run.REPO, capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    last = done.stdout.splitlines()[-1]
+def passed(returncode, output):
+    """Every test a portable run ran passed, and no dtype truncation was warned."""
+    assert returncode == 0, output[-6000:]
+    last = output.splitlines()[-1]
     assert " passed" in last and "failed" not in last and "error" not in last
-    assert "truncated to dtype" not in done.stdout + done.stderr
+    assert "truncated to dtype" not in output
 
 
 @pytest.mark.parametrize("backend", OTHERS)
-def test_the_portable_tests_pass_without_tensorflow(backend):
+def test_the_portable_tests_pass_without_tensorflow(backend, portable_runs):
     """Every test marked `backends` (each script's end-to-end run with a kill and a resume,
     the samplers, the flow's inverse and log-det, the kernels, the direct calls), in a process
     where `import tensorflow` fails: so no module on these paths needs TensorFlow. pytest.ini
     turns a dtype-truncation warning into an error, so none is printed either. Those marked
     `portable_slow` as well run there in the slow tier (below)."""
-    portable_tests_pass(backend, "backends and not slow and not portable_slow")
+    passed(*portable_runs.output("test_the_portable_tests_pass_without_tensorflow", backend))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", OTHERS)
-def test_the_slower_portable_tests_pass_without_tensorflow(backend):
+def test_the_slower_portable_tests_pass_without_tensorflow(backend, portable_runs):
     """The `portable_slow` tests (the seed determinism with a resume, the τ schedule with
     several steps a call), likewise."""
-    portable_tests_pass(backend, "backends and portable_slow and not slow")
+    passed(*portable_runs.output("test_the_slower_portable_tests_pass_without_tensorflow",
+                                 backend))
 
 
 @pytest.mark.quick
@@ -88,21 +74,21 @@ if save == "save":  # one epoch away from the initial weights, then save and dec
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # never stepped
 def test_weights_saved_on_each_backend_load_on_every_other(tmp_path, monkeypatch):
-    """TensorFlow's part runs in this process (its backend), the others' in subprocesses."""
-    def call(backend, save, *loads):
-        if backend == "tensorflow":
-            monkeypatch.setattr(sys, "argv", ["-c", backend, str(tmp_path), save, *loads])
-            exec(CROSS, {})
-            return
-        done = subprocess.run([sys.executable, "-c", CROSS, backend, str(tmp_path), save, *loads],
-                              env=env(backend), cwd=run.REPO, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
+    """TensorFlow's part runs in this process (its backend), the others' in subprocesses, both
+    at once: each backend trains and saves, then each loads what the other two saved."""
+    def calls(save_or_load):
+        others = {b: subprocess.Popen(
+            [sys.executable, "-c", CROSS, b, str(tmp_path), *save_or_load(b)], env=env(b),
+            cwd=run.REPO, stderr=subprocess.PIPE, text=True) for b in OTHERS}
+        monkeypatch.setattr(sys, "argv", ["-c", "tensorflow", str(tmp_path),
+                                          *save_or_load("tensorflow")])
+        exec(CROSS, {})
+        for backend, process in others.items():
+            _, stderr = process.communicate()
+            assert process.returncode == 0, f"{backend}: {stderr[-3000:]}"
 
-    call("tensorflow", "save")
-    call("jax", "save", "tensorflow")
-    call("torch", "save", "tensorflow", "jax")
-    call("tensorflow", "-", "jax", "torch")
-    call("jax", "-", "torch")
+    calls(lambda backend: ["save"])
+    calls(lambda backend: ["-", *({"tensorflow", *OTHERS} - {backend})])
     for source in ("tensorflow", *OTHERS):
         for target in {"tensorflow", *OTHERS} - {source}:
             np.testing.assert_allclose(np.load(tmp_path / f"{source}-{target}.npy"),

@@ -101,7 +101,7 @@ def gradients(layer, x):
         def loss(kernel, bias, x):
             y, _ = layer.stateless_call([kernel, bias], [], x)
             return jax.numpy.sum(jax.numpy.sin(y))
-        return jax.grad(loss, argnums=(0, 1, 2))(*layer.get_weights(), x)
+        return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(*layer.get_weights(), x)
     import torch
 
     x = torch.tensor(x, requires_grad=True)

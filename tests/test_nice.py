@@ -87,7 +87,8 @@ def value_and_jacobian(model, x):
 
         def one(row):
             return model(row[None], training=False)[0]
-        return np.asarray(model(x, training=False)), np.stack([jax.jacfwd(one)(r) for r in x])
+        jacobian = jax.jit(jax.jacfwd(one))
+        return np.asarray(model(x, training=False)), np.stack([jacobian(r) for r in x])
     if keras.backend.backend() == "torch":
         import torch
 
