@@ -30,6 +30,10 @@ trainer runs its step):
   - on PyTorch, for each script, the step (an epoch by `fit`) and the gradients alone with the
     layers called directly, as the scripts run (common/direct_calls.py), and through Keras'
     `Layer.__call__` (Keras' own way), alternating;
+  - on PyTorch, for the MLP VAE, its step written in plain PyTorch, without Keras (the same
+    layers, loss and RMSprop; `plain_torch_times`), against the script's step through Keras,
+    alternating; with `--torch-compile` also with its loss and update compiled by torch.compile:
+    the floor PyTorch's own ops and compiler set at these shapes, whatever Keras adds;
   - for the Gumbel-Softmax model, the gradients alone again with Keras' own Conv2D and
     Conv2DTranspose in place of the script's (common/kernels.py; they differ on JAX and
     PyTorch), alternating; and
@@ -491,6 +495,70 @@ def direct_call_times(name, module, cfg, model, x, y, rounds=3, repeats=5):
     return {how: {part: min(v) for part, v in t.items()} for how, t in times.items()}
 
 
+def plain_vae_weights(model):
+    """PyTorch: copies of the MLP VAE's Dense weights, as leaf tensors that record gradients,
+    [kernel, bias] per layer: the one on the data, z_mean, z_log_var, decoder_h, x_logits."""
+    layers = {("data" if first else layer.name): layer for layer, first in counted_layers(model)}
+    return [w.value.detach().clone().requires_grad_()
+            for name in ("data", "z_mean", "z_log_var", "decoder_h", evaluation.LOGITS_LAYER)
+            for w in (layers[name].kernel, layers[name].bias)]
+
+
+def plain_vae_loss(weights, x, eps):
+    """The MLP VAE's training loss in plain PyTorch, without Keras: the mean over the batch of
+    the binary cross-entropy summed over pixels and the Gaussian KL, z = mean + exp(log_var / 2)
+    * eps; `weights` as `plain_vae_weights` gives them."""
+    import torch
+    import torch.nn.functional as F
+
+    w1, b1, wm, bm, wv, bv, w3, b3, w4, b4 = weights
+    h = torch.relu(x @ w1 + b1)
+    z_mean, z_log_var = h @ wm + bm, h @ wv + bv
+    z = z_mean + torch.exp(z_log_var / 2) * eps
+    logits = torch.relu(z @ w3 + b3) @ w4 + b4
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    kl = -0.5 * (1 + z_log_var - z_mean**2 - torch.exp(z_log_var)).sum(-1)
+    return (reconstruction + kl).mean()
+
+
+def plain_torch_times(model, cfg, x, rounds=3, compile_too=False):
+    """PyTorch, the MLP VAE: best seconds per step of its training written in plain PyTorch
+    (`plain_vae_loss`, `backward()`, torch.optim's RMSprop with Keras' settings, its foreach
+    update; ε is added outside the square root there, inside in Keras), against the script's
+    step through Keras (an epoch by `fit`, per step), an epoch of each in turn; with
+    `compile_too`, also with the loss and the update each compiled by torch.compile (its first
+    epoch, which compiles, not timed). What PyTorch's own ops and compiler give at these
+    shapes, whatever Keras adds. As {"plain": s, "keras": s[, "compiled": s]}."""
+    import torch
+
+    weights = plain_vae_weights(model)
+    optimizer = model.optimizer
+    plain_optimizer = torch.optim.RMSprop(
+        weights, lr=float(optimizer.learning_rate), alpha=optimizer.rho, eps=optimizer.epsilon,
+        foreach=True)
+    data = torch.from_numpy(x[: len(x) // cfg.batch_size * cfg.batch_size])
+    batches = data.split(cfg.batch_size)
+
+    def epoch(loss_fn, update):
+        for xb in batches:
+            loss = loss_fn(weights, xb, torch.randn(len(xb), cfg.latent_dim))
+            plain_optimizer.zero_grad()
+            loss.backward()
+            update()
+        return weights[0]
+
+    ways = {"plain": lambda: epoch(plain_vae_loss, plain_optimizer.step)}
+    if compile_too:
+        compiled_loss = torch.compile(plain_vae_loss)
+        compiled_update = torch.compile(plain_optimizer.step)
+        ways["compiled"] = lambda: epoch(compiled_loss, compiled_update)
+        ways["compiled"]()  # compiles
+    fits, order = run.epoch_batches(x, None, cfg.batch_size, seed=0)
+    ways["keras"] = lambda: model.fit(fits, epochs=1, verbose=0, callbacks=[order])
+    times = alternating(ways, rounds, 1)
+    return {how: seconds / len(batches) for how, seconds in times.items()}
+
+
 def layer_gradient(layer, x):
     """A callable computing, at input `x`, the gradients of sum(sin(layer(x))) with respect to
     `x` and the layer's weights: the layer's share of a training step's forward and backward
@@ -647,6 +715,14 @@ def main():
                   f"{t['direct']['gradients'] * 1e3:.2f} ms; through Keras' __call__: step "
                   f"{t['keras']['step'] * 1e3:.2f} ms, gradients alone "
                   f"{t['keras']['gradients'] * 1e3:.2f} ms (alternating)", flush=True)
+        if BACKEND == "torch" and name == "vae":
+            t = plain_torch_times(model, cfg, x, compile_too=args.torch_compile)
+            print(f"vae in plain PyTorch, without Keras (the same layers, loss and RMSprop): "
+                  f"step {t['plain'] * 1e3:.2f} ms eager, against {t['keras'] * 1e3:.2f} ms "
+                  "through Keras (alternating epochs)"
+                  + ("" if "compiled" not in t else
+                     f"; its loss and update compiled by torch.compile "
+                     f"{t['compiled'] * 1e3:.2f} ms"), flush=True)
         if args.torch_compile:
             for global_draws, what in ((False, ""), (True, ", Keras' random draws replaced by "
                                                       "torch's global generator")):

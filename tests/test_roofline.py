@@ -118,3 +118,32 @@ def test_a_compile_error_is_named_down_to_the_error_it_wraps(roofline):
     except RuntimeError as e:
         assert roofline.compile_error(e) == "RuntimeError from ValueError: Invalid ranges [0:-1]"
     assert roofline.compile_error(KeyError("k")) == "KeyError: 'k'"
+
+
+@pytest.mark.quick
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="plain PyTorch")
+def test_the_plain_pytorch_vae_computes_the_scripts_loss(roofline):
+    """On PyTorch: the MLP VAE written without Keras, which roofline.py times as PyTorch's
+    floor, is the script's model: from the same weights and noise, the same loss."""
+    import numpy as np
+    import torch
+
+    import vae_keras
+    from common import evaluation
+
+    vae, encoder, decoder = vae_keras.build_models(vae_keras.Config())
+    for name, shift in (("z_mean", 3.0), ("z_log_var", 1.5)):  # a KL of some 10 nats
+        encoder.get_layer(name).bias.assign(np.full(2, shift, "float32"))
+    rng = np.random.default_rng(0)
+    x = (rng.random((16, 784)) < 0.3).astype("float32")
+    eps = rng.standard_normal((16, 2)).astype("float32")
+    z_mean, z_log_var = evaluation.infer(encoder, x, "float32")
+    z = z_mean + np.exp(z_log_var / 2) * eps
+    logits = evaluation.infer(evaluation.logits_model(decoder), z, "float32")
+    x_, logits, z_mean, z_log_var = map(keras.ops.convert_to_tensor, (x, logits, z_mean, z_log_var))
+    want = np.mean(keras.ops.convert_to_numpy(
+        evaluation.reconstruction_loss(x_, logits) + vae_keras.gaussian_kl(z_mean, z_log_var)))
+    got = roofline.plain_vae_loss(roofline.plain_vae_weights(vae), torch.tensor(x),
+                                  torch.tensor(eps))
+    assert got.requires_grad  # it trains the copies
+    assert abs(got.item() - float(want)) < 1e-5 * abs(float(want))
