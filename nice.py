@@ -30,8 +30,9 @@ Deviations from the original:
   to 1.1), the map of exp(-s), latent interpolations, variants for the
   post's claims (`--noise-kind`, `--forward eq7`, `--shuffle none`) and an optional bfloat16
   mixed-precision mode (`--precision`).
-- Speed: Adam's update runs as TensorFlow's or PyTorch's fused kernel (`FusedAdam`, same
-  arithmetic as Keras' Adam); see benchmarks/nice_throughput.py.
+- Speed: Adam's update runs as TensorFlow's or PyTorch's fused kernel
+  (common/kernels.py's `FusedAdam`, same arithmetic as Keras' Adam); see
+  benchmarks/nice_throughput.py.
 """
 import dataclasses
 import math
@@ -41,7 +42,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-from common import evaluation, plotting, run  # noqa: E402
+from common import evaluation, kernels, plotting, run  # noqa: E402
 
 ORIGINAL_DIM = 784  # pixels per image, 28 x 28 (the blog's original_dim)
 GAUSS_CONST = 0.5 * ORIGINAL_DIM * math.log(2 * math.pi)  # 720.448 nats, left out of the loss
@@ -234,62 +235,6 @@ class Scale(layers.Layer):
         return ops.exp(self.s) * h
 
 
-# ---------------------------------------------------------------- optimizer
-
-
-@keras.saving.register_keras_serializable("nice")
-class FusedAdam(keras.optimizers.Adam):
-    """Keras' Adam with the weights updated by a fused Adam kernel: TensorFlow's, one per
-    weight, or PyTorch's, one for all of them (`BACKENDS`; elsewhere Keras' Adam runs).
-
-    The arithmetic is Keras' own (bias-corrected step size, epsilon added outside the square
-    root); tests/test_nice.py checks both give the same weights. Keras' update is a chain of
-    elementwise ops, each a pass over NICE's 19M parameters; the fused kernel makes one pass
-    (benchmarks/nice_throughput.py times the update both ways).
-    """
-
-    BACKENDS = ("tensorflow", "torch")
-
-    def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or keras.backend.backend() != "tensorflow":
-            return super().update_step(gradient, variable, learning_rate)
-        import tensorflow as tf
-
-        dtype = variable.dtype
-        t = ops.cast(self.iterations + 1, dtype)
-        i = self._get_variable_index(variable)
-        b1, b2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
-        tf.raw_ops.ResourceApplyAdam(
-            var=_handle(variable), m=_handle(self._momentums[i]), v=_handle(self._velocities[i]),
-            beta1_power=ops.power(b1, t), beta2_power=ops.power(b2, t),
-            lr=ops.cast(learning_rate, dtype), beta1=b1, beta2=b2,
-            epsilon=ops.cast(self.epsilon, dtype), grad=ops.cast(gradient, dtype))
-
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if keras.backend.backend() != "torch" or self.amsgrad:
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        import torch
-
-        # PyTorch's kernel divides by sqrt(v) / sqrt(1 - b2^t) + eps'; with eps' = eps /
-        # sqrt(1 - b2^t) that is Keras' (sqrt(v) + eps) / sqrt(1 - b2^t)
-        t = float(self.iterations.value) + 1
-        correction = math.sqrt(1 - self.beta_2**t)
-        index = [self._get_variable_index(v) for v in trainable_variables]
-        with torch.no_grad():
-            torch._fused_adam_(
-                [v.value for v in trainable_variables], list(grads),
-                [self._momentums[i].value for i in index],
-                [self._velocities[i].value for i in index], [],
-                [torch.tensor(t)] * len(index), lr=float(learning_rate), beta1=self.beta_1,
-                beta2=self.beta_2, weight_decay=0.0, eps=self.epsilon / correction,
-                amsgrad=False, maximize=False)
-
-
-def _handle(variable):
-    """The TensorFlow resource handle behind a Keras or a tf.Variable."""
-    return variable.value.handle if isinstance(variable, keras.Variable) else variable.handle
-
-
 # ---------------------------------------------------------------- models
 
 
@@ -337,7 +282,7 @@ def build_models(cfg, dim=ORIGINAL_DIM):
     # No XLA: TensorFlow's own (oneDNN) matrix products are faster here than XLA's, and the
     # fused optimizer already makes the update a single pass (benchmarks/nice_throughput.py).
     # Several steps per call spare each step Keras' per-call work (results/README.md, Benchmarks).
-    run.compile_model(encoder, cfg, FusedAdam(cfg.learning_rate),
+    run.compile_model(encoder, cfg, kernels.FusedAdam(cfg.learning_rate),
                       plain_optimizer=keras.optimizers.Adam(cfg.learning_rate),
                       steps_per_execution=STEPS_PER_EXECUTION, loss=gaussian_loss)
     z_in = keras.Input(shape=(dim,), name="z")

@@ -28,7 +28,8 @@ Deviations from the original:
 - The decoder's last Dense and its sigmoid are two layers, and the loss is computed from the
   logits between them, so it is not clipped at 1e-7 as the blog's is.
 - Speed: training runs with XLA and 20 batches per compiled call (`--plain-keras` for Keras'
-  defaults); same arithmetic, measured by benchmarks/epoch_time.py.
+  defaults); on PyTorch, Adam's update is PyTorch's fused kernel (common/kernels.py's
+  `FusedAdam`); same arithmetic, measured by benchmarks/epoch_time.py.
 - `--precision bfloat16` (opt-in): the hidden layers' products in bfloat16 by Keras' mixed
   policy; weights, mu(x), the sampler and the loss stay float32
   (results/benchmarks/ says what it trades).
@@ -52,7 +53,7 @@ import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 from scipy.special import gammaln, ive  # noqa: E402
 
-from common import evaluation, plotting, run  # noqa: E402
+from common import evaluation, kernels, plotting, run  # noqa: E402
 
 if keras.backend.backend() == "jax":  # the sampler works in float64: JAX's
     import jax  # 64-bit mode is off unless turned on
@@ -180,8 +181,10 @@ def build_models(cfg):
         out = ReconstructionLoss(cfg.reconstruction, name="reconstruction_loss", dtype=f32)(
             [x, evaluation.logits_model(decoder)(z)])
         vae = keras.Model(x, out, name="vae_vmf")
-    # XLA and 20 steps per call: faster on CPU, the same arithmetic (benchmarks/epoch_time.py)
-    run.compile_model(vae, cfg, "adam", jit_compile=True, steps_per_execution=20)
+    # XLA and 20 steps per call: faster on CPU, the same arithmetic (benchmarks/epoch_time.py).
+    # PyTorch's fused Adam kernel: there Keras' Adam is a chain of small ops; XLA fuses it.
+    run.compile_model(vae, cfg, kernels.FusedAdam(backends=["torch"]), plain_optimizer="adam",
+                      jit_compile=True, steps_per_execution=20)
     return vae, encoder, decoder
 
 

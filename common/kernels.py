@@ -23,7 +23,12 @@ channels, the decoder's last layer, is faster as the sum itself: one matrix prod
 `python benchmarks/roofline.py --backend jax|torch --scripts gs` times the model's gradients and
 its NLL's decoding with these layers and with Keras' own, and each convolution alone both ways.
 TensorFlow runs Keras' own.
+
+`FusedAdam` is Adam's update as one fused kernel (TensorFlow's or PyTorch's) instead of a
+chain of elementwise ops.
 """
+import math
+
 import keras
 
 
@@ -200,3 +205,64 @@ class Conv2DTranspose(_ByTaps, keras.layers.Conv2DTranspose):
     weights and outputs (to rounding)."""
 
     _sums = {"jax": conv_transpose_by_taps, "torch": conv_transpose_torch}
+
+
+@keras.saving.register_keras_serializable("common")
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam with the weights updated by a fused Adam kernel: TensorFlow's, one per
+    weight, or PyTorch's, one for all of them; on JAX, Keras' own Adam.
+
+    The arithmetic is Keras' own (bias-corrected step size, epsilon added outside the square
+    root); tests/test_kernels.py checks both give the same weights. Keras' update is a chain of
+    elementwise ops, each a pass over the weights, and on PyTorch each a call per weight; the
+    fused kernel makes one pass (NICE's 19M parameters: benchmarks/nice_throughput.py; the
+    vMF-VAE's update on PyTorch: benchmarks/roofline.py). `backends` names where
+    `run.compile_model` uses it in place of the script's stock Adam (`BACKENDS`).
+    """
+
+    def __init__(self, *args, backends=("tensorflow", "torch"), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.BACKENDS = tuple(backends)
+
+    def get_config(self):
+        return {**super().get_config(), "backends": list(self.BACKENDS)}
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or keras.backend.backend() != "tensorflow":
+            return super().update_step(gradient, variable, learning_rate)
+        import tensorflow as tf
+        from keras import ops
+
+        dtype = variable.dtype
+        t = ops.cast(self.iterations + 1, dtype)
+        i = self._get_variable_index(variable)
+        b1, b2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(self._momentums[i]), v=_handle(self._velocities[i]),
+            beta1_power=ops.power(b1, t), beta2_power=ops.power(b2, t),
+            lr=ops.cast(learning_rate, dtype), beta1=b1, beta2=b2,
+            epsilon=ops.cast(self.epsilon, dtype), grad=ops.cast(gradient, dtype))
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if keras.backend.backend() != "torch" or self.amsgrad:
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        import torch
+
+        # PyTorch's kernel divides by sqrt(v) / sqrt(1 - b2^t) + eps'; with eps' = eps /
+        # sqrt(1 - b2^t) that is Keras' (sqrt(v) + eps) / sqrt(1 - b2^t)
+        t = float(self.iterations.value) + 1
+        correction = math.sqrt(1 - self.beta_2**t)
+        index = [self._get_variable_index(v) for v in trainable_variables]
+        with torch.no_grad():
+            torch._fused_adam_(
+                [v.value for v in trainable_variables], list(grads),
+                [self._momentums[i].value for i in index],
+                [self._velocities[i].value for i in index], [],
+                [torch.tensor(t)] * len(index), lr=float(learning_rate), beta1=self.beta_1,
+                beta2=self.beta_2, weight_decay=0.0, eps=self.epsilon / correction,
+                amsgrad=False, maximize=False)
+
+
+def _handle(variable):
+    """The TensorFlow resource handle behind a Keras or a tf.Variable."""
+    return variable.value.handle if isinstance(variable, keras.Variable) else variable.handle

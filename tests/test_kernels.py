@@ -3,6 +3,8 @@ view and by `fold`, against its definition (itself checked against keras.ops.con
 the convolution by columns and PyTorch's on the channels_last view against keras.ops.conv; and
 both layers' outputs and JAX or PyTorch gradients against Keras' layers. The sums at strides 1
 to 4, the layers at the Gumbel-Softmax model's strides, 1 and 2."""
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -107,3 +109,37 @@ def gradients(layer, x):
     x = torch.tensor(x, requires_grad=True)
     wrt = [layer.kernel.value, layer.bias.value, x]
     return [g.numpy() for g in torch.autograd.grad(torch.sin(layer(x)).sum(), wrt)]
+
+
+# ---------------------------------------------------------------- the fused Adam
+
+
+@pytest.mark.quick
+@pytest.mark.backends
+@pytest.mark.parametrize("learning_rate", [1e-3, 0.05])
+def test_fused_adam_matches_keras_adam(learning_rate):
+    """Same starting weights and gradients: the fused kernel (TensorFlow's, or PyTorch's for
+    all weights at once) and Keras' Adam agree step by step."""
+    rng = np.random.default_rng(0)
+    w0 = [rng.standard_normal(shape).astype("float32") for shape in ((5, 3), (3,))]
+    grads = [[rng.standard_normal(w.shape).astype("float32") * 10 ** k for w in w0]
+             for k in (0, -3, 2, 0, -1)]
+    paths = []
+    for optimizer in (kernels.FusedAdam(learning_rate), keras.optimizers.Adam(learning_rate)):
+        weights = [keras.Variable(w) for w in w0]
+        path = []
+        for g in grads:
+            optimizer.apply([keras.ops.convert_to_tensor(x) for x in g], weights)
+            path.append(np.concatenate([keras.ops.convert_to_numpy(w).ravel() for w in weights]))
+        paths.append(np.stack(path))
+    assert not np.allclose(paths[0][-1], paths[0][0])  # the weights did move
+    np.testing.assert_allclose(paths[0], paths[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.quick
+def test_fused_adam_survives_a_config_round_trip():
+    optimizer = kernels.FusedAdam(2e-4, backends=["torch"])
+    clone = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert type(clone) is kernels.FusedAdam
+    assert math.isclose(float(clone.learning_rate), 2e-4, rel_tol=1e-6)
+    assert clone.BACKENDS == ("torch",)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import nice
-from common import run
+from common import kernels, run
 from simulate import per_image
 
 
@@ -329,35 +329,6 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
     assert again["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)
 
 
-@pytest.mark.quick
-@pytest.mark.backends
-@pytest.mark.parametrize("learning_rate", [1e-3, 0.05])
-def test_fused_adam_matches_keras_adam(learning_rate):
-    """Same starting weights and gradients: the fused kernel (TensorFlow's, or PyTorch's for
-    all weights at once) and Keras' Adam agree step by step."""
-    rng = np.random.default_rng(0)
-    w0 = [rng.standard_normal(shape).astype("float32") for shape in ((5, 3), (3,))]
-    grads = [[rng.standard_normal(w.shape).astype("float32") * 10 ** k for w in w0]
-             for k in (0, -3, 2, 0, -1)]
-    paths = []
-    for optimizer in (nice.FusedAdam(learning_rate), keras.optimizers.Adam(learning_rate)):
-        weights = [keras.Variable(w) for w in w0]
-        path = []
-        for g in grads:
-            optimizer.apply([keras.ops.convert_to_tensor(x) for x in g], weights)
-            path.append(np.concatenate([keras.ops.convert_to_numpy(w).ravel() for w in weights]))
-        paths.append(np.stack(path))
-    assert not np.allclose(paths[0][-1], paths[0][0])  # the weights did move
-    np.testing.assert_allclose(paths[0], paths[1], rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.quick
-def test_fused_adam_survives_a_config_round_trip():
-    optimizer = nice.FusedAdam(2e-4)
-    clone = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
-    assert type(clone) is nice.FusedAdam and math.isclose(float(clone.learning_rate), 2e-4, rel_tol=1e-6)
-
-
 def test_several_steps_per_call_train_the_same_flow_and_still_stop_on_nan(tmp_path):
     """The script's steps per compiled call change how the steps run, not what they compute:
     the same seed gives the same losses as one step per call; a NaN still stops the run."""
@@ -369,7 +340,8 @@ def test_several_steps_per_call_train_the_same_flow_and_still_stop_on_nan(tmp_pa
         encoder, _ = nice.build_models(cfg)
         assert encoder.steps_per_execution == nice.STEPS_PER_EXECUTION
         if steps == 1:
-            encoder.compile(optimizer=nice.FusedAdam(cfg.learning_rate), loss=nice.gaussian_loss)
+            encoder.compile(optimizer=kernels.FusedAdam(cfg.learning_rate),
+                            loss=nice.gaussian_loss)
         (tmp_path / str(steps)).mkdir()
         histories.append(run.train(encoder, cfg, tmp_path / str(steps), x, x))
     assert nice.STEPS_PER_EXECUTION > 1 and histories[0]["loss"][1] < histories[0]["loss"][0]

@@ -16,7 +16,7 @@ from scipy.special import gammaln
 
 import vae_vmf_keras as vmf
 from vmf_exact import exact_cdf, ks_distance
-from common import evaluation, run
+from common import evaluation, kernels, run
 from simulate import per_image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -347,3 +347,16 @@ def test_end_to_end_quick_run_resume_and_load(tmp_path, monkeypatch, killed_then
     again = vmf.main(argv + ["--load"])
     assert all((out / name).is_file() for name in figures)
     assert again["final_val_loss"] == metrics["final_val_loss"]
+
+
+@pytest.mark.quick
+@pytest.mark.backends
+def test_adam_is_pytorchs_fused_kernel_on_pytorch_and_keras_own_elsewhere():
+    """The fused update only where it is faster; TensorFlow's and JAX's runs keep Keras' Adam
+    (which XLA fuses), and --plain-keras keeps it everywhere."""
+    fused = keras.backend.backend() == "torch"
+    optimizer = vmf.build_models(vmf.Config())[0].optimizer
+    assert isinstance(optimizer, keras.optimizers.Adam)
+    assert isinstance(optimizer, kernels.FusedAdam) == fused
+    plain = vmf.build_models(vmf.Config(plain_keras=True))[0].optimizer
+    assert isinstance(plain, keras.optimizers.Adam) and not isinstance(plain, kernels.FusedAdam)
