@@ -311,16 +311,30 @@ def comparison():
 
 
 def benchmarks(folder=REPO / "results" / "benchmarks"):
-    """Each committed benchmark output's command and machine, its backend line, its last line."""
+    """Each committed benchmark output's command and machine, its backend line, its last line;
+    for a file of several sittings (each begun by its `$ ` command), each sitting's, with its
+    machine line where it differs from the first's."""
     blocks = []
     root = Path(folder).parent.parent  # the paths are shown as results/benchmarks/<file>
     for path in sorted(Path(folder).glob("*.txt")):
-        lines = path.read_text().strip().splitlines()
-        machine = next((l for l in lines if l.startswith("machine:")), "machine: not recorded")
-        command = [l for l in lines[:1] if l.startswith("$ ")]
-        keys = [l for l in lines[:-1] if l.startswith(("jax/tensorflow:", "torch/tensorflow:"))]
-        keys += lines[-1:]
-        blocks.append("\n    ".join([f"{path.relative_to(root)} ({machine})", *command, *keys]))
+        sittings = [[]]
+        for line in path.read_text().strip().splitlines():
+            if line.startswith("$ ") and sittings[-1]:
+                sittings.append([])
+            if line.strip():
+                sittings[-1].append(line)
+        machines = [next((l for l in lines if l.startswith("machine:")), None)
+                    for lines in sittings]
+        shown = []
+        for lines, machine in zip(sittings, machines):
+            shown += [l for l in lines[:1] if l.startswith("$ ")]
+            if machine is not None and machine != machines[0]:
+                shown.append(machine)
+            shown += [l for l in lines[:-1]
+                      if l.startswith(("jax/tensorflow:", "torch/tensorflow:", "bfloat16/tensorflow:"))]
+            shown += lines[-1:]
+        head = machines[0] or "machine: not recorded"
+        blocks.append("\n    ".join([f"{path.relative_to(root)} ({head})", *shown]))
     return "\n".join(blocks)
 
 

@@ -153,6 +153,22 @@ def test_benchmark_summary_keeps_command_backend_line_and_last_line(tmp_path):
 
 
 @pytest.mark.quick
+def test_benchmark_summary_gives_each_sitting_its_last_line(tmp_path):
+    folder = tmp_path / "results" / "benchmarks"
+    folder.mkdir(parents=True)
+    (folder / "roofline.txt").write_text(
+        "$ python benchmarks/roofline.py --backend torch\nmachine: cpu; backend: torch\n"
+        "vae: step 9 ms\nvae=0.08 (torch)\n\n"
+        "$ python benchmarks/roofline.py\nmachine: cpu; backend: tensorflow\n"
+        "vae: step 4 ms\nvae=0.16 (tensorflow)\n")
+    assert report.benchmarks(folder) == (
+        "results/benchmarks/roofline.txt (machine: cpu; backend: torch)\n"
+        "    $ python benchmarks/roofline.py --backend torch\n    vae=0.08 (torch)\n"
+        "    $ python benchmarks/roofline.py\n    machine: cpu; backend: tensorflow\n"
+        "    vae=0.16 (tensorflow)")
+
+
+@pytest.mark.quick
 def test_comparison_takes_the_best_loss_within_the_reference_epochs(repo):
     runs = {}
     for seed, start in enumerate([-2000.0, -2010.0, -2020.0]):
