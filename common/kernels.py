@@ -231,17 +231,16 @@ class FusedAdam(keras.optimizers.Adam):
         if self.amsgrad or keras.backend.backend() != "tensorflow":
             return super().update_step(gradient, variable, learning_rate)
         import tensorflow as tf
-        from keras import ops
 
         dtype = variable.dtype
-        t = ops.cast(self.iterations + 1, dtype)
+        t = keras.ops.cast(self.iterations + 1, dtype)
         i = self._get_variable_index(variable)
-        b1, b2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        b1, b2 = keras.ops.cast(self.beta_1, dtype), keras.ops.cast(self.beta_2, dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable), m=_handle(self._momentums[i]), v=_handle(self._velocities[i]),
-            beta1_power=ops.power(b1, t), beta2_power=ops.power(b2, t),
-            lr=ops.cast(learning_rate, dtype), beta1=b1, beta2=b2,
-            epsilon=ops.cast(self.epsilon, dtype), grad=ops.cast(gradient, dtype))
+            beta1_power=keras.ops.power(b1, t), beta2_power=keras.ops.power(b2, t),
+            lr=keras.ops.cast(learning_rate, dtype), beta1=b1, beta2=b2,
+            epsilon=keras.ops.cast(self.epsilon, dtype), grad=keras.ops.cast(gradient, dtype))
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if keras.backend.backend() != "torch" or self.amsgrad:

@@ -55,42 +55,59 @@ def test_the_blocker_blocks(tmp_path):
 
 
 CROSS = """
-import sys, numpy as np, keras, vae_keras
-backend, folder, save, *loads = sys.argv[1:]
+import os, sys, time, numpy as np, keras, vae_keras
+backend, folder, *others = sys.argv[1:]
+alive = globals().get("alive", lambda: None)  # the test's check that the other processes run
 assert keras.backend.backend() == backend
 z = np.linspace(-2, 2, 20, dtype="float32").reshape(10, 2)
 keras.utils.set_random_seed({"tensorflow": 1, "jax": 2, "torch": 3}[backend])
 vae, _, decoder = vae_keras.build_models(vae_keras.Config())
-for source in loads:  # decode with the weights another backend saved
+# one epoch away from the initial weights, then save and decode; the decoding appears last, by a
+# rename, so the weights are whole once it is there
+vae.fit(np.random.default_rng(0).random((200, 784)).astype("float32"), epochs=1, batch_size=100,
+        verbose=0)
+vae.save_weights(f"{folder}/{backend}.weights.h5")
+np.save(f"{folder}/{backend}.part.npy", decoder.predict(z, verbose=0))
+os.replace(f"{folder}/{backend}.part.npy", f"{folder}/{backend}.npy")
+for source in others:  # decode with the weights each other backend saved, once they are there
+    deadline = time.time() + 600
+    while not os.path.exists(f"{folder}/{source}.npy"):
+        alive()
+        assert time.time() < deadline, f"no weights from {source}"
+        time.sleep(0.1)
     vae.load_weights(f"{folder}/{source}.weights.h5")
     np.save(f"{folder}/{source}-{backend}.npy", decoder.predict(z, verbose=0))
-if save == "save":  # one epoch away from the initial weights, then save and decode
-    vae.fit(np.random.default_rng(0).random((200, 784)).astype("float32"), epochs=1,
-            batch_size=100, verbose=0)
-    vae.save_weights(f"{folder}/{backend}.weights.h5")
-    np.save(f"{folder}/{backend}.npy", decoder.predict(z, verbose=0))
 """
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # never stepped
 def test_weights_saved_on_each_backend_load_on_every_other(tmp_path, monkeypatch):
-    """TensorFlow's part runs in this process (its backend), the others' in subprocesses, both
-    at once: each backend trains and saves, then each loads what the other two saved."""
-    def calls(save_or_load):
-        others = {b: subprocess.Popen(
-            [sys.executable, "-c", CROSS, b, str(tmp_path), *save_or_load(b)], env=env(b),
-            cwd=run.REPO, stderr=subprocess.PIPE, text=True) for b in OTHERS}
-        monkeypatch.setattr(sys, "argv", ["-c", "tensorflow", str(tmp_path),
-                                          *save_or_load("tensorflow")])
-        exec(CROSS, {})
-        for backend, process in others.items():
-            _, stderr = process.communicate()
-            assert process.returncode == 0, f"{backend}: {stderr[-3000:]}"
+    """TensorFlow's part runs in this process (its backend), JAX's and PyTorch's in one process
+    each, all at once: each trains and saves, then loads what the other two saved."""
+    backends = ("tensorflow", *OTHERS)
+    logs = {b: open(tmp_path / f"{b}.log", "w") for b in OTHERS}
+    others = {b: subprocess.Popen(
+        [sys.executable, "-c", CROSS, b, str(tmp_path), *sorted(set(backends) - {b})],
+        env=env(b), cwd=run.REPO, stdout=logs[b], stderr=subprocess.STDOUT) for b in OTHERS}
 
-    calls(lambda backend: ["save"])
-    calls(lambda backend: ["-", *({"tensorflow", *OTHERS} - {backend})])
-    for source in ("tensorflow", *OTHERS):
-        for target in {"tensorflow", *OTHERS} - {source}:
+    def output(backend):
+        logs[backend].close()
+        return (tmp_path / f"{backend}.log").read_text()[-3000:]
+
+    def alive():  # fail at once, not after the wait, when a process the others wait for failed
+        for backend, process in others.items():
+            assert process.poll() in (None, 0), f"{backend}: {output(backend)}"
+
+    try:
+        monkeypatch.setattr(sys, "argv", ["-c", "tensorflow", str(tmp_path), *OTHERS])
+        exec(CROSS, {"alive": alive})
+        for backend, process in others.items():
+            assert process.wait(timeout=600) == 0, f"{backend}: {output(backend)}"
+    finally:
+        for process in others.values():
+            process.kill()
+    for source in backends:
+        for target in set(backends) - {source}:
             np.testing.assert_allclose(np.load(tmp_path / f"{source}-{target}.npy"),
                                        np.load(tmp_path / f"{source}.npy"), rtol=1e-5,
                                        atol=1e-6, err_msg=f"saved on {source}, loaded on {target}")

@@ -138,30 +138,23 @@ def test_comparison_says_which_references_lie_within_our_seeds(repo, monkeypatch
 
 
 @pytest.mark.quick
-def test_benchmark_summary_keeps_command_backend_line_and_last_line(tmp_path):
+def test_benchmark_summary_keeps_each_sittings_command_backend_line_and_last_line(tmp_path):
     folder = tmp_path / "results" / "benchmarks"
     folder.mkdir(parents=True)
     (folder / "epoch_time.txt").write_text(
         "$ python benchmarks/epoch_time.py --jax vae\nmachine: test cpu\n"
         "vae: plain 2.00 s/epoch, defaults 1.00 s/epoch\njax/tensorflow: vae=0.50x\nvae=2.00x\n")
     (folder / "other.txt").write_text("no machine here\nkey=1\n")
-    assert report.benchmarks(folder) == (
-        "results/benchmarks/epoch_time.txt (machine: test cpu)\n"
-        "    $ python benchmarks/epoch_time.py --jax vae\n"
-        "    jax/tensorflow: vae=0.50x\n    vae=2.00x\n"
-        "results/benchmarks/other.txt (machine: not recorded)\n    key=1")
-
-
-@pytest.mark.quick
-def test_benchmark_summary_gives_each_sitting_its_last_line(tmp_path):
-    folder = tmp_path / "results" / "benchmarks"
-    folder.mkdir(parents=True)
-    (folder / "roofline.txt").write_text(
+    (folder / "roofline.txt").write_text(  # two sittings, on two backends
         "$ python benchmarks/roofline.py --backend torch\nmachine: cpu; backend: torch\n"
         "vae: step 9 ms\nvae=0.08 (torch)\n\n"
         "$ python benchmarks/roofline.py\nmachine: cpu; backend: tensorflow\n"
         "vae: step 4 ms\nvae=0.16 (tensorflow)\n")
     assert report.benchmarks(folder) == (
+        "results/benchmarks/epoch_time.txt (machine: test cpu)\n"
+        "    $ python benchmarks/epoch_time.py --jax vae\n"
+        "    jax/tensorflow: vae=0.50x\n    vae=2.00x\n"
+        "results/benchmarks/other.txt (machine: not recorded)\n    key=1\n"
         "results/benchmarks/roofline.txt (machine: cpu; backend: torch)\n"
         "    $ python benchmarks/roofline.py --backend torch\n    vae=0.08 (torch)\n"
         "    $ python benchmarks/roofline.py\n    machine: cpu; backend: tensorflow\n"
