@@ -531,13 +531,14 @@ def plain_torch_times(model, cfg, x, rounds=3, compile_too=False):
     shapes, whatever Keras adds. As {"plain": s, "keras": s[, "compiled": s]}."""
     import torch
 
+    x = x[: len(x) // cfg.batch_size * cfg.batch_size]  # whole batches, for both
     weights = plain_vae_weights(model)
     optimizer = model.optimizer
     plain_optimizer = torch.optim.RMSprop(
         weights, lr=float(optimizer.learning_rate), alpha=optimizer.rho, eps=optimizer.epsilon,
         foreach=True)
     # the images as `fit` gives them to the model: float32 of the values it is given
-    data = torch.from_numpy(x[: len(x) // cfg.batch_size * cfg.batch_size].astype("float32"))
+    data = torch.from_numpy(x.astype("float32"))
     batches = data.split(cfg.batch_size)
 
     def epoch(loss_fn, update):

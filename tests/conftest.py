@@ -24,10 +24,15 @@ PORTABLE = pytest.StashKey()
 def pytest_collection_modifyitems(session, config, items):
     """The other backends' runs (tests/portable.py) start now, in the background, and the
     checks that wait for them go last, so the rest of the suite runs meanwhile."""
-    waiting = [item for item in items if item.originalname in portable.SELECTIONS]
-    if waiting and not config.option.collectonly:
-        items[:] = [item for item in items if item not in waiting] + waiting
-        config.stash[PORTABLE] = portable.Runs(waiting)
+    waiting = [item for item in items
+               if getattr(item, "originalname", None) in portable.SELECTIONS]
+    option = config.option
+    if not waiting or any(getattr(option, name, False) for name in (
+            "collectonly", "showfixtures", "setupplan", "setuponly")):  # nothing will run
+        return
+    items[:] = [item for item in items if item not in waiting] + waiting
+    config.stash[PORTABLE] = portable.Runs()  # stashed first: closed at exit whatever happens
+    config.stash[PORTABLE].start_for(waiting)
 
 
 def pytest_unconfigure(config):

@@ -9,6 +9,7 @@ and reading files, so two cores do it all in less time than in turn.
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,14 +38,16 @@ def env(backend, tensorflow=True):
 class Runs:
     """The runs the selected checks need, keyed by (check's name, backend)."""
 
-    def __init__(self, items):
+    def __init__(self):
         self.folder = Path(tempfile.mkdtemp(prefix="portable-"))
         self.started = {}
+
+    def start_for(self, items):
+        """Start the run of each check among `items` that has none yet."""
         for item in items:
-            if item.originalname in SELECTIONS:
-                key = (item.originalname, item.callspec.params["backend"])
-                if key not in self.started:
-                    self.started[key] = self.start(*key)
+            key = (item.originalname, item.callspec.params["backend"])
+            if key not in self.started:
+                self.started[key] = self.start(*key)
 
     def start(self, check, backend):
         """pytest on the tests `SELECTIONS[check]` picks, on `backend`, without TensorFlow; its
@@ -63,19 +66,25 @@ class Runs:
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
              str(folder / "tmp"), "-m", SELECTIONS[check], "tests"],
             env={**env(backend, tensorflow=False), **extra}, cwd=REPO, stdout=log,
-            stderr=subprocess.STDOUT, text=True)
+            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # a group to stop
         return process, log
 
-    def output(self, check, backend):
-        """Wait for that run; its return code and its output."""
+    def output(self, check, backend, timeout=3600):
+        """Wait for that run (at most `timeout` seconds); its return code and its output."""
         process, log = self.started[check, backend]
-        returncode = process.wait()
+        try:
+            returncode = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            returncode = f"still running after {timeout} s"
         log.close()
         return returncode, Path(log.name).read_text()
 
     def close(self):
-        for process, log in self.started.values():  # any still running after a failure or -x
-            process.kill()
-            process.wait()
+        """Stop what still runs (after a failure, -x or Ctrl-C), with the scripts it started,
+        and remove the folder."""
+        for process, log in self.started.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
             log.close()
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -80,7 +80,6 @@ for source in others:  # decode with the weights each other backend saved, once 
 """
 
 
-@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # never stepped
 def test_weights_saved_on_each_backend_load_on_every_other(tmp_path, monkeypatch):
     """TensorFlow's part runs in this process (its backend), JAX's and PyTorch's in one process
     each, all at once: each trains and saves, then loads what the other two saved."""
@@ -104,8 +103,10 @@ def test_weights_saved_on_each_backend_load_on_every_other(tmp_path, monkeypatch
         for backend, process in others.items():
             assert process.wait(timeout=600) == 0, f"{backend}: {output(backend)}"
     finally:
-        for process in others.values():
+        for backend, process in others.items():
             process.kill()
+            process.wait()
+            logs[backend].close()
     for source in backends:
         for target in set(backends) - {source}:
             np.testing.assert_allclose(np.load(tmp_path / f"{source}-{target}.npy"),

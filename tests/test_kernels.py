@@ -2,7 +2,8 @@
 view and by `fold`, against its definition (itself checked against keras.ops.conv_transpose);
 the convolution by columns and PyTorch's on the channels_last view against keras.ops.conv; and
 both layers' outputs and JAX or PyTorch gradients against Keras' layers. The sums at strides 1
-to 4, the layers at the Gumbel-Softmax model's strides, 1 and 2."""
+to 4, the layers at the Gumbel-Softmax model's strides, 1 and 2. And `FusedAdam`'s update
+against Keras' Adam."""
 import math
 
 import keras
