@@ -373,9 +373,8 @@ def frechet_distance(a, b):
 def std_sweep(generator, x_test, rng, stds=SWEEP_STDS):
     """For each sampling std, the Frechet distance in pixel space between as many samples as
     test images (10,000) at z ~ N(0, std^2 I), clipped to [0, 1] as the figures show them, and
-    the test images. Too small
-    a std gives samples too alike (a covariance too small), too large a noisy one: the distance
-    can prefer any std of the grid."""
+    the test images. Too small a std gives samples too alike (a covariance too small), too large
+    a noisy one: the distance can prefer any std of the grid."""
     fd, n = {}, len(x_test)
     for std in stds:
         z = (rng.standard_normal((n, ORIGINAL_DIM)) * std).astype("float32")

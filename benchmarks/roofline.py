@@ -547,7 +547,6 @@ def plain_torch_times(model, cfg, x, rounds=3, compile_too=False):
             plain_optimizer.zero_grad()
             loss.backward()
             update()
-        return weights[0]
 
     ways = {"plain": lambda: epoch(plain_vae_loss, plain_optimizer.step)}
     if compile_too:

@@ -310,6 +310,9 @@ def comparison():
     return "\n".join(lines) if len(lines) > 2 else "(no seed study yet)"
 
 
+KEY_LINES = ("jax/tensorflow:", "torch/tensorflow:", "bfloat16/tensorflow:")  # speed ratios
+
+
 def benchmarks(folder=REPO / "results" / "benchmarks"):
     """Each committed benchmark output's command and machine, its backend line, its last line;
     for a file of several sittings (each begun by its `$ ` command), each sitting's, with its
@@ -330,8 +333,7 @@ def benchmarks(folder=REPO / "results" / "benchmarks"):
             shown += [l for l in lines[:1] if l.startswith("$ ")]
             if machine is not None and machine != machines[0]:
                 shown.append(machine)
-            shown += [l for l in lines[:-1]
-                      if l.startswith(("jax/tensorflow:", "torch/tensorflow:", "bfloat16/tensorflow:"))]
+            shown += [l for l in lines[:-1] if l.startswith(KEY_LINES)]
             shown += lines[-1:]
         head = machines[0] or "machine: not recorded"
         blocks.append("\n    ".join([f"{path.relative_to(root)} ({head})", *shown]))

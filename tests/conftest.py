@@ -41,9 +41,11 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture
-def portable_runs(request):
-    """The other backends' runs, started when the suite was collected."""
-    return request.config.stash[PORTABLE]
+def portable_run(request):
+    """(return code, output) of the requesting check's run on its backend, started when the
+    suite was collected, once it has ended."""
+    node = request.node
+    return request.config.stash[PORTABLE].output(node.originalname, node.callspec.params["backend"])
 
 
 @pytest.fixture

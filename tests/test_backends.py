@@ -22,22 +22,21 @@ def passed(returncode, output):
 
 
 @pytest.mark.parametrize("backend", OTHERS)
-def test_the_portable_tests_pass_without_tensorflow(backend, portable_runs):
+def test_the_portable_tests_pass_without_tensorflow(backend, portable_run):
     """Every test marked `backends` (each script's end-to-end run with a kill and a resume,
     the samplers, the flow's inverse and log-det, the kernels, the direct calls), in a process
     where `import tensorflow` fails: so no module on these paths needs TensorFlow. pytest.ini
     turns a dtype-truncation warning into an error, so none is printed either. Those marked
     `portable_slow` as well run there in the slow tier (below)."""
-    passed(*portable_runs.output("test_the_portable_tests_pass_without_tensorflow", backend))
+    passed(*portable_run)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", OTHERS)
-def test_the_slower_portable_tests_pass_without_tensorflow(backend, portable_runs):
+def test_the_slower_portable_tests_pass_without_tensorflow(backend, portable_run):
     """The `portable_slow` tests (the seed determinism with a resume, the τ schedule with
     several steps a call), likewise."""
-    passed(*portable_runs.output("test_the_slower_portable_tests_pass_without_tensorflow",
-                                 backend))
+    passed(*portable_run)
 
 
 @pytest.mark.quick
