@@ -33,7 +33,9 @@ trainer runs its step):
   - on PyTorch, for the MLP VAE, its step written in plain PyTorch, without Keras (the same
     layers, loss and RMSprop; `plain_torch_times`), against the script's step through Keras,
     alternating; with `--torch-compile` also with its loss and update compiled by torch.compile:
-    the floor PyTorch's own ops and compiler set at these shapes, whatever Keras adds;
+    the floor PyTorch's own ops and compiler set at these shapes, whatever Keras adds; and the
+    same part by part (`plain_torch_parts`): the forward pass and loss, the gradients, the
+    update, each both ways, alternating;
   - for the Gumbel-Softmax model, the gradients alone again with Keras' own Conv2D and
     Conv2DTranspose in place of the script's (common/kernels.py; they differ on JAX and
     PyTorch), alternating; and
@@ -560,6 +562,50 @@ def plain_torch_times(model, cfg, x, rounds=3, compile_too=False):
     return {how: seconds / len(batches) for how, seconds in times.items()}
 
 
+def plain_torch_parts(model, cfg, x, rounds=3, repeats=20):
+    """PyTorch, the MLP VAE: best seconds of each part of one batch's step, the script's way
+    through Keras (`torch_step_parts`) and in plain PyTorch (`plain_vae_loss`, torch.optim's
+    RMSprop), alternating: "forward" (the loss, no gradients recorded), "gradients" (the loss
+    and `backward()`) and "update" (the optimizer's). Where, part by part, Keras' Python around
+    PyTorch's ops costs what. As {"keras": {part: s}, "plain": {part: s}}."""
+    import torch
+
+    x = x[:cfg.batch_size].astype("float32")  # as `fit` gives them to the model
+    keras_parts = torch_step_parts(model, x, None)
+    xb = ops.convert_to_tensor(x)
+    weights = plain_vae_weights(model)
+    optimizer = model.optimizer
+    plain_optimizer = torch.optim.RMSprop(
+        weights, lr=float(optimizer.learning_rate), alpha=optimizer.rho, eps=optimizer.epsilon,
+        foreach=True)
+    eps = torch.randn(cfg.batch_size, cfg.latent_dim)
+
+    def keras_forward():
+        with torch.no_grad():
+            return model.compute_loss(x=xb, y=None, y_pred=model(xb, training=True),
+                                      training=True)
+
+    def plain_gradients():
+        plain_optimizer.zero_grad()
+        plain_vae_loss(weights, xb, eps).backward()
+        return weights[0].grad
+
+    def plain_forward():
+        with torch.no_grad():
+            return plain_vae_loss(weights, xb, eps)
+
+    plain_gradients()  # the gradients the timed updates apply
+    parts = {("keras", "forward"): keras_forward,
+             ("plain", "forward"): plain_forward,
+             ("keras", "gradients"): keras_parts["gradients"],
+             ("plain", "gradients"): plain_gradients,
+             ("keras", "update"): keras_parts["update"],
+             ("plain", "update"): lambda: plain_optimizer.step()}
+    times = alternating(parts, rounds, repeats)
+    return {how: {part: times[how, part] for part in ("forward", "gradients", "update")}
+            for how in ("keras", "plain")}
+
+
 def layer_gradient(layer, x):
     """A callable computing, at input `x`, the gradients of sum(sin(layer(x))) with respect to
     `x` and the layer's weights: the layer's share of a training step's forward and backward
@@ -724,6 +770,11 @@ def main():
                   + ("" if "compiled" not in t else
                      f"; its loss and update compiled by torch.compile "
                      f"{t['compiled'] * 1e3:.2f} ms"), flush=True)
+            t = plain_torch_parts(model, cfg, x)
+            print("    part by part, through Keras against plain PyTorch (alternating, one batch): "
+                  + ", ".join(f"{part} {t['keras'][part] * 1e3:.2f} ms against "
+                              f"{t['plain'][part] * 1e3:.2f}" for part in t["keras"]),
+                  flush=True)
         if args.torch_compile:
             for global_draws, what in ((False, ""), (True, ", Keras' random draws replaced by "
                                                       "torch's global generator")):

@@ -147,3 +147,25 @@ def test_the_plain_pytorch_vae_computes_the_scripts_loss(roofline):
                                   torch.tensor(eps))
     assert got.requires_grad  # it trains the copies
     assert abs(got.item() - float(want)) < 1e-5 * abs(float(want))
+
+
+@pytest.mark.quick
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="plain PyTorch")
+def test_the_part_by_part_comparison_times_each_part_both_ways(roofline):
+    """On PyTorch: the forward pass, the gradients and the update of the MLP VAE, each timed
+    through Keras and in plain PyTorch, from images as roofline.py loads them (bytes); Keras'
+    update moves the script's weights."""
+    import numpy as np
+
+    import vae_keras
+
+    cfg = vae_keras.Config()
+    vae = vae_keras.build_models(cfg)[0]
+    vae.optimizer.build(vae.trainable_variables)
+    before = keras.ops.convert_to_numpy(vae.trainable_variables[0])
+    x = np.random.default_rng(0).integers(0, 256, (cfg.batch_size, 784), dtype="uint8")
+    t = roofline.plain_torch_parts(vae, cfg, x, rounds=1, repeats=1)
+    assert {how: set(parts) for how, parts in t.items()} == {
+        how: {"forward", "gradients", "update"} for how in ("keras", "plain")}
+    assert all(s > 0 for parts in t.values() for s in parts.values())
+    assert not np.array_equal(before, keras.ops.convert_to_numpy(vae.trainable_variables[0]))
