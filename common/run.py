@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -120,11 +121,30 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run; its text says where the run stopped and how to go on."""
 
 
+def set_random_seed(seed):
+    """`keras.utils.set_random_seed` (Python's, NumPy's, the backend's and Keras' own seeds),
+    without importing TensorFlow on JAX and PyTorch. Keras also seeds TensorFlow whenever it is
+    installed, for `tf.data`, which only the TensorFlow path uses; importing it for that took
+    several seconds at every start of a JAX or PyTorch run (tests/test_run.py). Where
+    TensorFlow is already loaded, Keras' call seeds it as before."""
+    from keras.src.utils import rng_utils
+
+    lazy = getattr(rng_utils, "tf", None)
+    if (keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules
+            or getattr(lazy, "_available", False) is not None):  # checked already, or another Keras
+        return keras.utils.set_random_seed(seed)
+    lazy._available = False  # Keras' check of `tf.available` then imports nothing
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        lazy._available = None
+
+
 def setup(cls, argv, name, description=None):
     """Parse the command line, seed everything, create and lock the output folder, and finish
     whatever an earlier run left half done there (`recover`). Returns the `Run`."""
     cfg = parse_config(cls, argv, prog=f"{name}.py", description=description)
-    keras.utils.set_random_seed(cfg.seed)
+    set_random_seed(cfg.seed)
     out = Path(cfg.out_dir) if cfg.out_dir else REPO / "results" / name
     if cfg.load and not out.is_dir():
         fail(f"no folder {out}: --load needs a finished run's outputs; train first (run without "

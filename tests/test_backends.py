@@ -55,11 +55,12 @@ def test_the_blocker_blocks(tmp_path):
 
 CROSS = """
 import os, sys, time, numpy as np, keras, vae_keras
+from common import run
 backend, folder, *others = sys.argv[1:]
 alive = globals().get("alive", lambda: None)  # the test's check that the other processes run
 assert keras.backend.backend() == backend
 z = np.linspace(-2, 2, 20, dtype="float32").reshape(10, 2)
-keras.utils.set_random_seed({"tensorflow": 1, "jax": 2, "torch": 3}[backend])
+run.set_random_seed({"tensorflow": 1, "jax": 2, "torch": 3}[backend])  # as the scripts
 vae, _, decoder = vae_keras.build_models(vae_keras.Config())
 # one epoch away from the initial weights, then save and decode; the decoding appears last, by a
 # rename, so the weights are whole once it is there

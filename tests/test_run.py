@@ -142,3 +142,32 @@ def test_bfloat16_computes_the_products_in_bfloat16_and_the_rest_in_float32(scri
         if script == "vae_vmf_keras" else np.eye(decoder.input_shape[-1], dtype="float32")[
             np.zeros((2, decoder.input_shape[1]), int)], "float32"))
     assert logits.dtype == np.float64 and np.all(np.isfinite(logits))
+
+
+SEEDS_WITHOUT_TENSORFLOW = """
+import random, sys, numpy as np, torch
+from common import run
+import keras
+def draws():
+    return [random.random(), float(np.random.random()), float(torch.rand(1)),
+            float(keras.random.uniform(()))]
+run.set_random_seed(3)
+ours = draws()
+assert "tensorflow" not in sys.modules, "the seed imported TensorFlow"
+keras.utils.set_random_seed(3)  # Keras' own, which imports TensorFlow when it is installed
+assert "tensorflow" in sys.modules
+assert draws() == ours, "other seeds than Keras' call sets"
+"""
+
+
+def test_seeding_pytorch_does_not_import_tensorflow_and_seeds_as_keras_does():
+    """TensorFlow installed, on PyTorch: `run.set_random_seed` leaves it unloaded (Keras' own
+    call imports it, seconds at every start) and sets the seeds Keras' call sets."""
+    import subprocess
+    import sys
+
+    from portable import env
+
+    done = subprocess.run([sys.executable, "-c", SEEDS_WITHOUT_TENSORFLOW], env=env("torch"),
+                          cwd=run.REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
