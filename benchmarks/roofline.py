@@ -407,7 +407,7 @@ def torch_compile_times(name, module, cfg, x, y, rounds=3, global_draws=False):
     steps = len(x) // cfg.batch_size
     models, timer = {}, EpochTimer()
     for how in ("eager", "compiled"):
-        keras.utils.set_random_seed(0)
+        run.set_random_seed(0)
         models[how] = module.build_models(cfg)[0]
     models["compiled"].compile(optimizer=models["compiled"].optimizer,
                                loss=models["compiled"].loss, jit_compile=True)
@@ -459,7 +459,7 @@ def stock_convolutions_models(module, cfg):
     script_layers = kernels.Conv2D, kernels.Conv2DTranspose
     kernels.Conv2D, kernels.Conv2DTranspose = keras.layers.Conv2D, keras.layers.Conv2DTranspose
     try:
-        keras.utils.set_random_seed(0)
+        run.set_random_seed(0)
         return module.build_models(cfg)
     finally:
         kernels.Conv2D, kernels.Conv2DTranspose = script_layers
@@ -478,7 +478,7 @@ def direct_call_times(name, module, cfg, model, x, y, rounds=3, repeats=5):
     """PyTorch: best seconds of a training step (an epoch by `fit`, per step) and of the
     gradients alone (step_parts), with the layers called directly (the scripts' way,
     common/direct_calls.py) and through Keras' `__call__`, alternating; as {how: {part: s}}."""
-    keras.utils.set_random_seed(0)
+    run.set_random_seed(0)
     through_keras = module.build_models(cfg)[0]
     direct_calls.uninstall(through_keras)
     batches, order = run.epoch_batches(x, y, cfg.batch_size, seed=0)
@@ -725,7 +725,7 @@ def main():
     for name in args.scripts:
         module = SCRIPTS[name]
         cfg = module.Config()
-        keras.utils.set_random_seed(0)
+        run.set_random_seed(0)  # on JAX and PyTorch without loading TensorFlow
         model = module.build_models(cfg)[0]
         x, y = training_inputs(name, x_train[: args.images])
         forward, training = model_flops(model)

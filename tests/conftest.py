@@ -22,10 +22,11 @@ PORTABLE = pytest.StashKey()
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(session, config, items):
-    """The other backends' runs (tests/portable.py) start now, in the background, and the
-    checks that wait for them go last, so the rest of the suite runs meanwhile."""
-    waiting = [item for item in items
-               if getattr(item, "originalname", None) in portable.SELECTIONS]
+    """The other backends' runs and the checks' commands (tests/portable.py) start now, in the
+    background, and the checks that wait for them go last, so the rest of the suite runs
+    meanwhile."""
+    waiting = [item for item in items if getattr(item, "originalname", None)
+               in {**portable.SELECTIONS, **portable.COMMANDS}]
     option = config.option
     if not waiting or any(getattr(option, name, False) for name in (
             "collectonly", "showfixtures", "setupplan", "setuponly")):  # nothing will run
@@ -46,6 +47,17 @@ def portable_run(request):
     suite was collected, once it has ended."""
     node = request.node
     return request.config.stash[PORTABLE].output(node.originalname, node.callspec.params["backend"])
+
+
+@pytest.fixture
+def background_command(request):
+    """The requesting check's command (`portable.COMMANDS`), started when the suite was
+    collected, once it has ended: a CompletedProcess with its output and errors."""
+    import subprocess
+
+    name = request.node.originalname
+    returncode, stdout, stderr = request.config.stash[PORTABLE].output(name, None)
+    return subprocess.CompletedProcess(portable.COMMANDS[name][0], returncode, stdout, stderr)
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """The other backends' runs of the tests marked `backends`, in processes where TensorFlow cannot
-be imported (tests/test_backends.py checks them).
+be imported (tests/test_backends.py checks them), and the commands of the checks that only read
+a command's output (`COMMANDS`, benchmarks/gpu_check.py's).
 
 A process picks its Keras backend once, so each backend's run is a pytest of its own. The runs
-start when the suite has been collected (conftest.py) and go on in the background while this
-process runs the rest; their two checks run last and wait for them. One run mostly compiles,
-the other mostly dispatches small ops, and much of the rest of the suite is starting Python
-and reading files, so two cores do it all in less time than in turn.
+and commands start when the suite has been collected (conftest.py) and go on in the background,
+at a lower priority, while this process runs the rest; their checks run last and wait for them.
+One run mostly compiles, the other mostly dispatches small ops, and much of the rest of the
+suite is one process starting Python and reading files, so two cores do it all in less time
+than in turn.
 """
 import os
 import shutil
@@ -26,6 +28,17 @@ SELECTIONS = {
         "backends and portable_slow and not slow",
 }
 
+GPU_CHECK = [sys.executable, str(REPO / "benchmarks" / "gpu_check.py")]
+# the checks in tests/test_backends.py that read a command's output: (argv, its backend, whether
+# it may import TensorFlow)
+COMMANDS = {
+    "test_gpu_check_without_a_gpu_says_so_in_one_line":
+        ([*GPU_CHECK, "--backends", "jax", "torch"], "tensorflow", True),
+    "test_gpu_check_runs_and_reports_on_the_cpu_when_asked":  # as a GPU machine may lack it
+        ([*GPU_CHECK, "--cpu", "--backends", "torch", "tensorflow", "--scripts", "vae",
+          "--epochs", "2", "--subset", "300", "--is-images", "3"], "torch", False),
+}
+
 
 def env(backend, tensorflow=True):
     """The environment of a subprocess on `backend`; without `tensorflow`, it cannot import it."""
@@ -43,8 +56,15 @@ class Runs:
         self.started = {}
 
     def start_for(self, items):
-        """Start the run of each check among `items` that has none yet."""
+        """Start the run or the command of each check among `items` that has none yet."""
         for item in items:
+            if item.originalname in COMMANDS:
+                key = (item.originalname, None)
+                if key not in self.started:
+                    argv, backend, tensorflow = COMMANDS[item.originalname]
+                    self.started[key] = self.spawn(argv, env(backend, tensorflow),
+                                                   self.folder / item.originalname, merged=False)
+                continue
             key = (item.originalname, item.callspec.params["backend"])
             if key not in self.started:
                 self.started[key] = self.start(*key)
@@ -61,32 +81,47 @@ class Runs:
             extra = {"JAX_COMPILATION_CACHE_DIR": str(folder / "jax_cache"),
                      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
                      "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-        log = open(folder / "output.txt", "w")
-        process = subprocess.Popen(
+        return self.spawn(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
              str(folder / "tmp"), "-m", SELECTIONS[check], "tests"],
-            env={**env(backend, tensorflow=False), **extra}, cwd=REPO, stdout=log,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # a group to stop
+            {**env(backend, tensorflow=False), **extra}, folder)
+
+    @staticmethod
+    def spawn(argv, environment, folder, merged=True):
+        """Start `argv` in the background, its output to files in `folder` (standard error
+        with standard output if `merged`); (the process, [its files])."""
+        folder.mkdir(exist_ok=True)
+        logs = [open(folder / "output.txt", "w")] + ([] if merged else
+                                                    [open(folder / "errors.txt", "w")])
+        process = subprocess.Popen(
+            argv, env=environment, cwd=REPO, stdout=logs[0],
+            stderr=subprocess.STDOUT if merged else logs[1], text=True,
+            start_new_session=True)  # a group to stop
         if hasattr(os, "setpriority"):  # the tests in the foreground first: this run fills the
             os.setpriority(os.PRIO_PROCESS, process.pid, 10)  # idle core (its children inherit)
-        return process, log
+        return process, logs
 
     def output(self, check, backend, timeout=3600):
-        """Wait for that run (at most `timeout` seconds); its return code and its output."""
-        process, log = self.started[check, backend]
+        """Wait for that run or command (at most `timeout` seconds); its return code and its
+        output (a command's: standard output, then standard error)."""
+        process, logs = self.started[check, backend]
         try:
             returncode = process.wait(timeout)
         except subprocess.TimeoutExpired:
             returncode = f"still running after {timeout} s"
-        log.close()
-        return returncode, Path(log.name).read_text()
+        texts = []
+        for log in logs:
+            log.close()
+            texts.append(Path(log.name).read_text())
+        return returncode, *texts
 
     def close(self):
         """Stop what still runs (after a failure, -x or Ctrl-C), with the scripts it started,
         and remove the folder."""
-        for process, log in self.started.values():
+        for process, logs in self.started.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-            log.close()
+            for log in logs:
+                log.close()
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -116,23 +116,18 @@ def test_weights_saved_on_each_backend_load_on_every_other(tmp_path, monkeypatch
     assert not np.allclose(np.load(tmp_path / "jax.npy"), np.load(tmp_path / "torch.npy"))
 
 
-GPU_CHECK = [sys.executable, str(run.REPO / "benchmarks" / "gpu_check.py")]
-
-
-def test_gpu_check_without_a_gpu_says_so_in_one_line():
-    done = subprocess.run([*GPU_CHECK, "--backends", "jax", "torch"], cwd=run.REPO,
-                          capture_output=True, text=True)
+def test_gpu_check_without_a_gpu_says_so_in_one_line(background_command):
+    """`portable.COMMANDS` holds the command: it runs in the background, started with the suite."""
+    done = background_command
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("no GPU: ") and len(done.stdout.splitlines()) == 1
     assert "jax: CPU only" in done.stdout and "torch: CPU only" in done.stdout
 
 
-def test_gpu_check_runs_and_reports_on_the_cpu_when_asked():
-    """The check itself, tried on the CPU with TensorFlow blocked (a GPU machine may lack it)."""
-    done = subprocess.run([*GPU_CHECK, "--cpu", "--backends", "torch", "tensorflow", "--scripts",
-                           "vae", "--epochs", "2", "--subset", "300", "--is-images", "3"],
-                          env=env("torch", tensorflow=False), cwd=run.REPO, capture_output=True,
-                          text=True)
+def test_gpu_check_runs_and_reports_on_the_cpu_when_asked(background_command):
+    """The check itself, tried on the CPU with TensorFlow blocked (a GPU machine may lack it);
+    the command in `portable.COMMANDS`, in the background."""
+    done = background_command
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert "tensorflow: not importable, skipped" in lines
