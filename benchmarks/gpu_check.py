@@ -52,10 +52,16 @@ def probe(backends):
                                       "TF_CPP_MIN_LOG_LEVEL": "3"})
              for b in backends}
     found = {}
-    for backend, process in asked.items():
-        out, _ = process.communicate()
-        found[backend] = ((True, (out.strip().splitlines() or [""])[-1])
-                          if process.returncode == 0 else (False, ""))
+    try:
+        for backend, process in asked.items():
+            out, _ = process.communicate()
+            found[backend] = ((True, (out.strip().splitlines() or [""])[-1])
+                              if process.returncode == 0 else (False, ""))
+    finally:  # Ctrl-C: none left running
+        for process in asked.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     return found
 
 

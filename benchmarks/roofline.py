@@ -540,12 +540,12 @@ def plain_torch_times(model, cfg, x, rounds=3, compile_too=False):
         weights, lr=float(optimizer.learning_rate), alpha=optimizer.rho, eps=optimizer.epsilon,
         foreach=True)
     # the images as `fit` gives them to the model: float32 of the values it is given
-    data = torch.from_numpy(x.astype("float32"))
+    data = torch.from_numpy(x.astype("float32")).to(weights[0].device)
     batches = data.split(cfg.batch_size)
 
     def epoch(loss_fn, update):
         for xb in batches:
-            loss = loss_fn(weights, xb, torch.randn(len(xb), cfg.latent_dim))
+            loss = loss_fn(weights, xb, torch.randn(len(xb), cfg.latent_dim, device=xb.device))
             plain_optimizer.zero_grad()
             loss.backward()
             update()
@@ -578,7 +578,7 @@ def plain_torch_parts(model, cfg, x, rounds=3, repeats=20):
     plain_optimizer = torch.optim.RMSprop(
         weights, lr=float(optimizer.learning_rate), alpha=optimizer.rho, eps=optimizer.epsilon,
         foreach=True)
-    eps = torch.randn(cfg.batch_size, cfg.latent_dim)
+    eps = torch.randn(cfg.batch_size, cfg.latent_dim, device=xb.device)
 
     def keras_forward():
         with torch.no_grad():

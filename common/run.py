@@ -130,9 +130,10 @@ def set_random_seed(seed):
     from keras.src.utils import rng_utils
 
     lazy = getattr(rng_utils, "tf", None)
-    if (keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules
-            or getattr(lazy, "_available", False) is not None):  # checked already, or another Keras
-        return keras.utils.set_random_seed(seed)
+    # the lazy module's own attribute: getattr would import TensorFlow to look the name up
+    unchecked = lazy is not None and "_available" in vars(lazy) and lazy._available is None
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules or not unchecked:
+        return keras.utils.set_random_seed(seed)  # checked already, or another Keras
     lazy._available = False  # Keras' check of `tf.available` then imports nothing
     try:
         keras.utils.set_random_seed(seed)

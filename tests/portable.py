@@ -97,8 +97,11 @@ class Runs:
             argv, env=environment, cwd=REPO, stdout=logs[0],
             stderr=subprocess.STDOUT if merged else logs[1], text=True,
             start_new_session=True)  # a group to stop
-        if hasattr(os, "setpriority"):  # the tests in the foreground first: this run fills the
-            os.setpriority(os.PRIO_PROCESS, process.pid, 10)  # idle core (its children inherit)
+        try:  # the tests in the foreground first: this one fills the idle core (its children
+            # inherit the priority); ten steps below this process's, if the system allows
+            os.setpriority(os.PRIO_PROCESS, process.pid, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        except (AttributeError, OSError):
+            pass
         return process, logs
 
     def output(self, check, backend, timeout=3600):

@@ -39,14 +39,14 @@ def test_a_sixth_script_needs_one_file_and_one_row(tmp_path, monkeypatch):
     row = catalog.Script("tiny", "tiny", "https://example.org/a-sixth-post", "Tiny AE", seeds=2,
                          extra_seed_flags=("--subset", "300"))
     monkeypatch.setattr(catalog, "SCRIPTS", (*catalog.SCRIPTS, row))
-    summary = seeds.main(["tiny", "--results", str(tmp_path / "results")])
+    summary = seeds.main(["tiny", "--results", str(tmp_path / "results"), "--", "--epochs", "1"])
     assert summary["seeds"] == [0, 1]
     assert json.loads((tmp_path / "results" / "tiny" / "seeds" / "1" / "config.json").read_text())[
         "subset"] == 300  # the row's flags for the extra seeds
     assert (tmp_path / "results" / "tiny" / "loss_seeds.png").is_file()
     line = next(l for l in report.table().splitlines() if l.startswith("| Tiny AE"))
     spread = summary["metrics"]["test_loss"]
-    assert f"| Tiny AE, `tiny.py` | 2 | 2 | {report.fmt(spread['values'][0], 2)}<br>" in line
+    assert f"| Tiny AE, `tiny.py` | 1 | 2 | {report.fmt(spread['values'][0], 2)}<br>" in line
 
 
 @pytest.mark.quick

@@ -5,6 +5,7 @@ evaluation keeps the old outputs and does not train again; --load names the sett
 differs (the epochs too), needs a folder and a history. (Settings and bad flags:
 test_config.py; backups: test_backup.py; the output folder: test_journal.py; Ctrl-C before
 `main` starts: test_startup.py.)"""
+import importlib.util
 import json
 import time
 
@@ -160,6 +161,8 @@ assert draws() == ours, "other seeds than Keras' call sets"
 """
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                    reason="needs TensorFlow installed, to show it is left unloaded")
 def test_seeding_pytorch_does_not_import_tensorflow_and_seeds_as_keras_does():
     """TensorFlow installed, on PyTorch: `run.set_random_seed` leaves it unloaded (Keras' own
     call imports it, seconds at every start) and sets the seeds Keras' call sets."""
