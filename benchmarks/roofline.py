@@ -523,10 +523,20 @@ def plain_vae_loss(weights, x, eps):
     return (reconstruction + kl).mean()
 
 
+def plain_rmsprop(model, weights):
+    """torch.optim's RMSprop (its foreach update) over `weights`, with the settings of the
+    model's Keras RMSprop (ε added outside the square root there, inside in Keras)."""
+    import torch
+
+    optimizer = model.optimizer
+    return torch.optim.RMSprop(weights, lr=float(optimizer.learning_rate), alpha=optimizer.rho,
+                               eps=optimizer.epsilon, foreach=True)
+
+
 def plain_torch_times(model, cfg, x, rounds=3, compile_too=False):
     """PyTorch, the MLP VAE: best seconds per step of its training written in plain PyTorch
-    (`plain_vae_loss`, `backward()`, torch.optim's RMSprop with Keras' settings, its foreach
-    update; ε is added outside the square root there, inside in Keras), against the script's
+    (`plain_vae_loss`, `backward()`, torch.optim's RMSprop with Keras' settings:
+    `plain_rmsprop`), against the script's
     step through Keras (an epoch by `fit`, per step), an epoch of each in turn; with
     `compile_too`, also with the loss and the update each compiled by torch.compile (its first
     epoch, which compiles, not timed). What PyTorch's own ops and compiler give at these
@@ -535,10 +545,7 @@ def plain_torch_times(model, cfg, x, rounds=3, compile_too=False):
 
     x = x[: len(x) // cfg.batch_size * cfg.batch_size]  # whole batches, for both
     weights = plain_vae_weights(model)
-    optimizer = model.optimizer
-    plain_optimizer = torch.optim.RMSprop(
-        weights, lr=float(optimizer.learning_rate), alpha=optimizer.rho, eps=optimizer.epsilon,
-        foreach=True)
+    plain_optimizer = plain_rmsprop(model, weights)
     # the images as `fit` gives them to the model: float32 of the values it is given
     data = torch.from_numpy(x.astype("float32")).to(weights[0].device)
     batches = data.split(cfg.batch_size)
@@ -574,10 +581,7 @@ def plain_torch_parts(model, cfg, x, rounds=3, repeats=20):
     keras_parts = torch_step_parts(model, x, None)
     xb = ops.convert_to_tensor(x)
     weights = plain_vae_weights(model)
-    optimizer = model.optimizer
-    plain_optimizer = torch.optim.RMSprop(
-        weights, lr=float(optimizer.learning_rate), alpha=optimizer.rho, eps=optimizer.epsilon,
-        foreach=True)
+    plain_optimizer = plain_rmsprop(model, weights)
     eps = torch.randn(cfg.batch_size, cfg.latent_dim, device=xb.device)
 
     def keras_forward():

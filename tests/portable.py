@@ -58,24 +58,21 @@ class Runs:
     def start_for(self, items):
         """Start the run or the command of each check among `items` that has none yet."""
         for item in items:
-            if item.originalname in COMMANDS:
-                key = (item.originalname, None)
-                if key not in self.started:
-                    argv, backend, tensorflow = COMMANDS[item.originalname]
-                    self.started[key] = self.spawn(argv, env(backend, tensorflow),
-                                                   self.folder / item.originalname, merged=False)
-                continue
-            key = (item.originalname, item.callspec.params["backend"])
+            name = item.originalname
+            key = (name, None if name in COMMANDS else item.callspec.params["backend"])
             if key not in self.started:
                 self.started[key] = self.start(*key)
 
     def start(self, check, backend):
-        """pytest on the tests `SELECTIONS[check]` picks, on `backend`, without TensorFlow; its
-        output to a file. On JAX, XLA's compiled programs are kept in a cache of this run's own,
-        so a script resumed in the same test reuses what its first run compiled (test time only:
-        what runs is the same program)."""
+        """A check's command (`COMMANDS`; `backend` None), or pytest on the tests
+        `SELECTIONS[check]` picks, on `backend`, without TensorFlow; its output to a file. On
+        JAX, XLA's compiled programs are kept in a cache of this run's own, so a script resumed
+        in the same test reuses what its first run compiled (test time only: what runs is the
+        same program)."""
+        if check in COMMANDS:
+            argv, on, tensorflow = COMMANDS[check]
+            return self.spawn(argv, env(on, tensorflow), self.folder / check, merged=False)
         folder = self.folder / f"{check}-{backend}"
-        folder.mkdir()
         extra = {}
         if backend == "jax":
             extra = {"JAX_COMPILATION_CACHE_DIR": str(folder / "jax_cache"),
@@ -90,7 +87,7 @@ class Runs:
     def spawn(argv, environment, folder, merged=True):
         """Start `argv` in the background, its output to files in `folder` (standard error
         with standard output if `merged`); (the process, [its files])."""
-        folder.mkdir(exist_ok=True)
+        folder.mkdir()
         logs = [open(folder / "output.txt", "w")] + ([] if merged else
                                                     [open(folder / "errors.txt", "w")])
         process = subprocess.Popen(
