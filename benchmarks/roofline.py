@@ -36,6 +36,8 @@ trainer runs its step):
     the floor PyTorch's own ops and compiler set at these shapes, whatever Keras adds; and the
     same part by part (`plain_torch_parts`): the forward pass and loss, the gradients, the
     update, each both ways, alternating;
+  - on PyTorch, for the two MLP VAEs, the step with torch's default intra-op threads and with
+    one, alternating epochs (`torch_thread_times`);
   - for the Gumbel-Softmax model, the gradients alone again with Keras' own Conv2D and
     Conv2DTranspose in place of the script's (common/kernels.py; they differ on JAX and
     PyTorch), alternating; and
@@ -54,8 +56,9 @@ trainer runs its step):
     model's first epoch (tracing and compiling), the best seconds per step of each, the graphs
     compiled and torch.compile's graph breaks with the most frequent reason; then the same with
     Keras' random draws replaced by torch's global generator (`torch_global_draws`), to show what
-    Keras' own draws, which torch.compile cannot trace, cost it. Compiling errors are printed,
-    not raised.
+    Keras' own draws, which torch.compile cannot trace, cost it; and for the two MLP VAEs, the
+    gradients with the forward pass and loss compiled whole, against eager, with what that takes
+    (`torch_forward_compile_times`). Compiling errors are printed, not raised.
 Each rate is also given as a fraction of the matrix-product rate. Ends with one line:
     vae=... vmf=... gs_train=... gs_nll=... nice=...
 the fractions, and the backend's matrix-product rate beside it.
@@ -429,6 +432,70 @@ def torch_compile_times(name, module, cfg, x, y, rounds=3, global_draws=False):
             "graphs": counters["stats"]["unique_graphs"], "breaks": dict(counters["graph_break"])}
 
 
+def torch_forward_compile_times(model, cfg, x, rounds=3, repeats=20):
+    """PyTorch: best seconds of the gradients (forward pass, loss, `backward()`; the Keras
+    part of `torch_step_parts`) eager, against the same with the forward pass and loss compiled
+    whole by torch.compile (`fullgraph=True`), alternating. What that needs, none of which the
+    scripts do: Keras' random draws from torch's global generator (`torch_global_draws`), Keras'
+    binary cross-entropy's MPS query answered by a constant (a bool torch.compile cannot trace)
+    and the layers' `add_loss` lists cleared outside the compiled call (torch.compile guards on
+    their items, so every step would recompile). The most compiling the forward could save.
+    As {"eager": s, "compiled": s} or {"error": what compiling raised}."""
+    import torch
+    import torch._dynamo
+
+    xb = ops.convert_to_tensor(x[:cfg.batch_size].astype("float32"))
+
+    def forward_loss(xb):
+        return model.compute_loss(x=xb, y=None, y_pred=model(xb, training=True), training=True)
+
+    def gradients(loss_fn):
+        model.zero_grad()
+        model._clear_losses()
+        loss = loss_fn(xb)
+        model._clear_losses()
+        loss.backward()
+        return loss
+
+    torch._dynamo.reset()
+    undo = torch_global_draws()
+    mps_available, torch.backends.mps.is_available = (
+        torch.backends.mps.is_available, lambda answer=torch.backends.mps.is_available(): answer)
+    try:
+        compiled = torch.compile(forward_loss, fullgraph=True)
+        gradients(compiled)  # traces and compiles
+        return alternating({"eager": lambda: ready(gradients(forward_loss)),
+                            "compiled": lambda: ready(gradients(compiled))}, rounds, repeats)
+    except Exception as e:  # what torch.compile raised, to report, not to hide
+        return {"error": compile_error(e)}
+    finally:
+        torch.backends.mps.is_available = mps_available
+        undo()
+
+
+def torch_thread_times(model, cfg, x, rounds=3):
+    """PyTorch: best seconds per step of an epoch by `fit` with torch's default intra-op
+    threads and with one, alternating; as {threads: s}."""
+    import torch
+
+    batches, order = run.epoch_batches(x, None, cfg.batch_size, seed=0)
+    timer, default = EpochTimer(), torch.get_num_threads()
+
+    def epoch(threads):
+        torch.set_num_threads(threads)
+        try:
+            model.fit(batches, epochs=1, verbose=0, callbacks=[order, timer])
+        finally:
+            torch.set_num_threads(default)
+        return timer.times[-1] / (len(x) // cfg.batch_size)
+
+    times = {threads: [] for threads in dict.fromkeys((default, 1))}
+    for _ in range(rounds):
+        for threads in times:
+            times[threads].append(epoch(threads))
+    return {threads: min(v) for threads, v in times.items()}
+
+
 def torch_compile_line(t, what=""):
     head = f"with torch.compile (Keras' jit_compile=True{what})"
     if "error" in t:
@@ -717,7 +784,8 @@ def main():
                         help="the Keras backend to measure (default: tensorflow)")
     parser.add_argument("--torch-compile", action="store_true",
                         help="with --backend torch: also each script with Keras' jit_compile=True "
-                             "(torch.compile of the step) against eager, and its graph breaks")
+                             "(torch.compile of the step) against eager, and its graph breaks; "
+                             "for the MLP VAEs, their forward pass compiled whole")
     args = parser.parse_args()
     if args.torch_compile and BACKEND != "torch":
         parser.error("--torch-compile needs --backend torch")
@@ -779,6 +847,18 @@ def main():
                   + ", ".join(f"{part} {t['keras'][part] * 1e3:.2f} ms against "
                               f"{t['plain'][part] * 1e3:.2f}" for part in t["keras"]),
                   flush=True)
+        if BACKEND == "torch" and name in ("vae", "vmf"):
+            t = torch_thread_times(model, cfg, x)
+            print(f"{name} step by torch's intra-op threads (alternating epochs): " + ", ".join(
+                f"{n} {s * 1e3:.2f} ms" for n, s in t.items()), flush=True)
+        if args.torch_compile and name in ("vae", "vmf"):
+            t = torch_forward_compile_times(model, cfg, x)
+            print(f"{name} gradients with the forward pass and loss compiled whole "
+                  "(torch.compile, fullgraph; Keras' draws from torch's global generator, its "
+                  "MPS query a constant, the add_loss lists cleared outside the call): "
+                  + (f"compiling failed: {t['error']}" if "error" in t else
+                     f"{t['compiled'] * 1e3:.2f} ms against {t['eager'] * 1e3:.2f} eager "
+                     "(alternating)"), flush=True)
         if args.torch_compile:
             for global_draws, what in ((False, ""), (True, ", Keras' random draws replaced by "
                                                       "torch's global generator")):
