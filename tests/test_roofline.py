@@ -169,3 +169,26 @@ def test_the_part_by_part_comparison_times_each_part_both_ways(roofline):
         how: {"forward", "gradients", "update"} for how in ("keras", "plain")}
     assert all(s > 0 for parts in t.values() for s in parts.values())
     assert not np.array_equal(before, keras.ops.convert_to_numpy(vae.trainable_variables[0]))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch.compile")
+def test_the_forward_compiled_whole_computes_the_eager_loss_and_puts_keras_back(roofline):
+    """On PyTorch (slow: torch.compile compiles): the MLP VAE's forward pass and loss compiled
+    whole, which roofline.py times against eager, computes the eager loss from the same draws,
+    times both, and leaves Keras' random draws and torch's MPS query as they were."""
+    import numpy as np
+    import torch
+    from keras.src.backend.torch import random as torch_random
+
+    import vae_keras
+
+    cfg = vae_keras.Config()
+    vae = vae_keras.build_models(cfg)[0]
+    own = (torch_random.normal, torch.backends.mps.is_available)
+    x = np.random.default_rng(0).integers(0, 256, (cfg.batch_size, 784), dtype="uint8") / 255
+    t = roofline.torch_forward_compile_times(vae, cfg, x, rounds=1, repeats=1)
+    assert "error" not in t, t["error"]
+    assert t["difference"] < 1e-5 and t["eager"] > 0 and t["compiled"] > 0
+    assert (torch_random.normal, torch.backends.mps.is_available) == own
+    assert not torch._inductor.config.fallback_random
