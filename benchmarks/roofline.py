@@ -91,6 +91,7 @@ from common import catalog, data, direct_calls, evaluation, kernels, run  # noqa
 BACKEND = keras.backend.backend()
 
 SCRIPTS = {s.short: importlib.import_module(s.name) for s in catalog.SCRIPTS}
+MLP_VAES = ("vae", "vmf")  # the scripts of Dense layers only
 
 
 def best_seconds(fn, repeats):
@@ -235,6 +236,12 @@ def training_inputs(name, x):
     return x, (x if name == "nice" else None)
 
 
+def training_loss(model, xb, yb=None):
+    """The model's loss on one batch as Keras' trainers compute it: the forward pass in
+    training mode, then `compute_loss` (the losses the layers add included)."""
+    return model.compute_loss(x=xb, y=yb, y_pred=model(xb, training=True), training=True)
+
+
 def step_parts(model, x, y, batch_size):
     """Compiled, warmed-up callables, each one batch's work: the gradients alone, the
     optimizer's update alone, and both in one function (Keras' step without its bookkeeping),
@@ -253,8 +260,7 @@ def tf_step_parts(model, x, y):
     @tf.function
     def gradients():
         with tf.GradientTape() as tape:
-            pred = model(xb, training=True)
-            loss = model.compute_loss(x=xb, y=yb, y_pred=pred, training=True)
+            loss = training_loss(model, xb, yb)
         return tape.gradient(loss, weights)
 
     @tf.function
@@ -310,7 +316,7 @@ def torch_step_parts(model, x, y):
 
     def gradients():
         model.zero_grad()
-        loss = model.compute_loss(x=xb, y=yb, y_pred=model(xb, training=True), training=True)
+        loss = training_loss(model, xb, yb)
         loss.backward()
         return [v.value.grad for v in weights]
 
@@ -451,7 +457,7 @@ def torch_forward_compile_times(model, cfg, x, rounds=3, repeats=20):
     xb = ops.convert_to_tensor(x[:cfg.batch_size].astype("float32"))
 
     def forward_loss(xb):
-        return model.compute_loss(x=xb, y=None, y_pred=model(xb, training=True), training=True)
+        return training_loss(model, xb)
 
     def gradients(loss_fn):
         model.zero_grad()
@@ -665,8 +671,7 @@ def plain_torch_parts(model, cfg, x, rounds=3, repeats=20):
 
     def keras_forward():
         with torch.no_grad():
-            return model.compute_loss(x=xb, y=None, y_pred=model(xb, training=True),
-                                      training=True)
+            return training_loss(model, xb)
 
     def plain_gradients():
         plain_optimizer.zero_grad()
@@ -859,11 +864,11 @@ def main():
                   + ", ".join(f"{part} {t['keras'][part] * 1e3:.2f} ms against "
                               f"{t['plain'][part] * 1e3:.2f}" for part in t["keras"]),
                   flush=True)
-        if BACKEND == "torch" and name in ("vae", "vmf"):
+        if BACKEND == "torch" and name in MLP_VAES:
             t = torch_thread_times(model, cfg, x)
             print(f"{name} step by torch's intra-op threads (alternating epochs): " + ", ".join(
                 f"{n} {s * 1e3:.2f} ms" for n, s in t.items()), flush=True)
-        if args.torch_compile and name in ("vae", "vmf"):
+        if args.torch_compile and name in MLP_VAES:
             t = torch_forward_compile_times(model, cfg, x)
             print(f"{name} gradients with the forward pass and loss compiled whole "
                   "(torch.compile, fullgraph; Keras' draws from torch's global generator, its "
